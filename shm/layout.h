@@ -1,0 +1,139 @@
+/*
+ * The registry segment's binary layout.  This file is an ABI: every process
+ * that maps a segment relies on it, so any change below bumps KV_SHM_LAYOUT.
+ *
+ *   offset 0            +------------------------------------------+
+ *                       | struct kv_shm_header            256 B    |
+ *   header_size         +------------------------------------------+
+ *                       | struct kv_partition [npartitions] 128 B  |
+ *   cells_off           +------------------------------------------+
+ *                       | uint64_t cells [nslots]            8 B   |
+ *   slots_off           +------------------------------------------+
+ *                       | struct kv_slot [nslots]          128 B   |
+ *   tails_off           +------------------------------------------+
+ *                       | struct kv_tail [nslots]          576 B   |
+ *   total_size          +------------------------------------------+
+ *
+ * Partition p owns the pslots = nslots / npartitions cells, slots and tails
+ * that start at index p * pslots.  A key's 64-bit SipHash h chooses its partition
+ * by its top bits and its home cell by its low bits:
+ *
+ *   partition = h >> (64 - log2(npartitions))        (0 when there is one)
+ *   tag       = (uint32_t)h
+ *   home      = tag & (pslots - 1)
+ *
+ * A cell is 0 when empty, else (tag << 32 | local slot index + 1).  The cells
+ * form a linear-probing table; the slots they point at hold the entries.
+ * Readers scan the dense cell array and touch a slot only when a tag
+ * matches.  A slot keeps its strings inline when they fit and in the tail
+ * of the same index otherwise, so that the slots a lookup touches stay
+ * dense: a registry of short keys is 128 bytes an entry to readers.  Deletion shifts later cells of the probe run backwards (no
+ * tombstones), moving only 8-byte cells, never slots.
+ *
+ * The cells are the only truth about what is registered.  A slot no cell
+ * points at is free, whatever it contains; the free list, the high-water
+ * mark and the count are derived and can be rebuilt from the cells (see
+ * EOWNERDEAD REPAIR in table.c).  A slot a cell points at is never written:
+ * changing an entry writes a fresh slot and swaps the cell.
+ */
+#ifndef KEYVISOR_SHM_LAYOUT_H
+#define KEYVISOR_SHM_LAYOUT_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KV_SHM_MAGIC  UINT64_C(0x3152535649564b83) /* "\x83KVIVSR1" LE */
+#define KV_SHM_LAYOUT 1u
+
+/*
+ * The capacity is what bounds the load factor (by default nslots is twice
+ * the capacity, so a full registry is half full).  The per-partition bound
+ * is only a backstop that keeps an empty cell in every probe run, so that a
+ * probe always ends: a partition is filled to 63/64 of its cells at most.
+ * With the automatic sizing a partition reaches it only after receiving
+ * about 97 % more than its fair share.
+ */
+#define KV_PART_FILL(pslots) ((pslots) - (pslots) / 64)
+#define KV_PART_MIN          16u /* cells per partition, at least */
+#define KV_PARTS_MAX     64u
+
+struct kv_shm_header {
+	uint64_t magic; /* KV_SHM_MAGIC, written last at creation */
+	uint32_t layout;
+	uint32_t header_size;    /* sizeof(struct kv_shm_header) */
+	uint32_t partition_size; /* sizeof(struct kv_partition) */
+	uint32_t slot_size;      /* sizeof(struct kv_slot) */
+	uint32_t nslots;         /* a power of two */
+	uint32_t npartitions;    /* a power of two, <= KV_PARTS_MAX */
+	uint32_t capacity;       /* live entries allowed, <= nslots */
+	int32_t  creator_pid;
+	uint64_t total_size;
+	uint64_t cells_off;
+	uint64_t slots_off;
+	uint8_t  seed[16]; /* SipHash-2-4 key, random per segment */
+	uint64_t created_ns;
+	uint64_t tails_off;
+	uint32_t tail_size; /* sizeof(struct kv_tail) */
+	uint32_t reserved0;
+	uint64_t reserved[19];
+};
+_Static_assert(sizeof(struct kv_shm_header) == 256, "kv_shm_header is ABI");
+_Static_assert(offsetof(struct kv_shm_header, seed) == 64, "seed moved");
+
+struct kv_partition {
+	alignas(64) pthread_mutex_t lock; /* robust, process-shared */
+	uint32_t seq;       /* odd while a writer is inside; atomic access */
+	uint32_t count;     /* live cells */
+	uint32_t hwm;       /* slots [0, hwm) have been handed out */
+	uint32_t free_head; /* local index + 1 of the first free slot, or 0 */
+	uint32_t repairing; /* 1: the slots' marks are the truth (table.c) */
+	uint64_t registrations;
+	uint64_t unregistrations;
+	uint64_t repairs;
+};
+_Static_assert(sizeof(pthread_mutex_t) <= 64 - 8, "mutex too large");
+_Static_assert(sizeof(struct kv_partition) == 128,
+    "a partition owns two whole cache lines");
+
+/*
+ * One entry.  The strings follow the fixed fields back to back: the key, a
+ * NUL, the value, the kind, a NUL (KV_SLOT_LEN() bytes).  When they fit in
+ * the 68 bytes of data[] they live there, and a hit reads the slot's two
+ * lines and nothing else; otherwise they all live in the tail of the same
+ * index.  The tail is written with the slot and is part of it for every
+ * rule in table.c.
+ */
+#define KV_SLOT_INLINE 68
+#define KV_TAIL_SIZE   576
+#define KV_SLOT_LEN(keylen, valuelen, kindlen)                                 \
+	((size_t)(keylen) + 1 + (size_t)(valuelen) + (size_t)(kindlen) + 1)
+
+struct kv_slot {
+	alignas(64) uint64_t hash; /* full SipHash of the key */
+	uint16_t keylen;
+	uint16_t valuelen;
+	uint8_t  kindlen;
+	uint8_t  mark;  /* scratch for repair; meaningless otherwise */
+	uint16_t flags; /* KV_ENTRY_* */
+	int32_t  pid;
+	int32_t  owner;
+	uint32_t incarnation;
+	uint32_t node;
+	uint64_t start_time;
+	uint64_t reg_time_ns;
+	uint64_t epoch;
+	uint32_t next_free; /* free-list link (local index + 1), when free */
+	char     data[KV_SLOT_INLINE];
+};
+_Static_assert(offsetof(struct kv_slot, data) == 60, "data moved");
+_Static_assert(sizeof(struct kv_slot) == 128, "kv_slot is ABI");
+
+struct kv_tail {
+	alignas(64) char data[KV_TAIL_SIZE];
+};
+_Static_assert(sizeof(struct kv_tail) == KV_TAIL_SIZE, "kv_tail is ABI");
+_Static_assert(KV_SLOT_LEN(255, 256, 31) <= KV_TAIL_SIZE, "tail too small");
+
+#endif /* KEYVISOR_SHM_LAYOUT_H */

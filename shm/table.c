@@ -1,0 +1,914 @@
+/*
+ * The registry's operations on a mapped segment: lock-free lookups under a
+ * per-partition sequence counter, and writes under the partition's robust
+ * mutex.  See layout.h for the layout and its invariants.
+ *
+ * Writers follow three rules that make both the lock-free readers and the
+ * repair after a writer's death simple:
+ *
+ *  1. A slot is filled while no cell points at it, and is never written
+ *     while one does.  An entry changes by filling a fresh slot and storing
+ *     one 8-byte cell.
+ *  2. Cells change only while the partition's sequence counter is odd.
+ *  3. Everything but the cells (free list, high-water mark, count) can be
+ *     derived from the cells and is rebuilt after a writer's death.
+ *
+ * Nothing here allocates except kv_reg_iter(), which buffers a partition's
+ * matches so that callbacks never run under a lock.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "siphash.h"
+#include "table.h"
+
+#ifdef KV_CRASHPOINTS
+void (*kv_table_crashpoint)(int point);
+#define CRASHPOINT(n)                                                          \
+	do {                                                                   \
+		if (kv_table_crashpoint != NULL)                               \
+			kv_table_crashpoint(n);                                \
+	} while (0)
+#else
+#define CRASHPOINT(n) ((void)0)
+#endif
+
+/*
+ * A reader gives up after this many attempts at a consistent read.  A write
+ * keeps the counter odd for well under a microsecond, so a reader that fails
+ * 64 times running is up against a writer that died inside (until the next
+ * writer repairs the partition) or a partition rewritten continuously.  From
+ * the 8th failed attempt on it yields the CPU between attempts, so that on a
+ * busy machine the writer it waits for can run.
+ */
+#define READ_TRIES       64
+#define READ_YIELD_AFTER 8
+
+struct part {
+	struct kv_partition *p;
+	uint64_t            *cells;
+	struct kv_slot      *slots;
+	struct kv_tail      *tails;
+	uint32_t             mask;
+	uint32_t             index;
+};
+
+static struct part
+part_of(const struct kv_reg *r, uint32_t i)
+{
+	struct part pt = {
+		.p = &r->parts[i],
+		.cells = r->cells + (size_t)i * r->pslots,
+		.slots = r->slots + (size_t)i * r->pslots,
+		.tails = r->tails + (size_t)i * r->pslots,
+		.mask = r->pslots - 1,
+		.index = i,
+	};
+
+	return pt;
+}
+
+static uint64_t
+hash_key(const struct kv_reg *r, const char *key, size_t len)
+{
+	return kv_siphash64(r->seed, key, len);
+}
+
+static uint32_t
+part_index(const struct kv_reg *r, uint64_t h)
+{
+	return r->pshift >= 64 ? 0 : (uint32_t)(h >> r->pshift);
+}
+
+static uint64_t
+cell_make(uint64_t h, uint32_t idx)
+{
+	return (uint64_t)(uint32_t)h << 32 | (idx + 1);
+}
+
+static uint32_t
+cell_slot(uint64_t c)
+{
+	return (uint32_t)c - 1;
+}
+
+static uint32_t
+cell_home(uint64_t c, uint32_t mask)
+{
+	return (uint32_t)(c >> 32) & mask;
+}
+
+static uint64_t
+cell_load(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+static void
+cell_store(uint64_t *c, uint64_t v)
+{
+	__atomic_store_n(c, v, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+cpu_relax(unsigned attempt)
+{
+	if (attempt >= READ_YIELD_AFTER)
+		sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+	else
+		__builtin_ia32_pause();
+#endif
+}
+
+/* Where slot IDX keeps its strings: inline, or in its tail.  Writers only. */
+static const char *
+slot_data(const struct part *pt, uint32_t idx)
+{
+	const struct kv_slot *s = &pt->slots[idx];
+
+	return KV_SLOT_LEN(s->keylen, s->valuelen, s->kindlen) <= KV_SLOT_INLINE
+	    ? s->data
+	    : pt->tails[idx].data;
+}
+
+/*
+ * Does slot IDX hold KEY?  Under the read protocol the slot may be changing
+ * under us: every length used for an access is ours or clamped, and the
+ * caller discards the answer if the sequence counter moved.
+ */
+static bool
+slot_is(const struct part *pt, uint32_t idx, uint64_t h, const char *key,
+    size_t len)
+{
+	const struct kv_slot *s = &pt->slots[idx];
+	size_t                vlen = s->valuelen, kdlen = s->kindlen;
+
+	if (s->hash != h || s->keylen != len)
+		return false;
+	/* len is ours; the lengths read here once, clamped, decide where. */
+	if (vlen > KV_VALUE_MAX)
+		vlen = KV_VALUE_MAX;
+	if (kdlen > KV_KIND_MAX)
+		kdlen = KV_KIND_MAX;
+	return memcmp(KV_SLOT_LEN(len, vlen, kdlen) <= KV_SLOT_INLINE
+	                  ? s->data
+	                  : pt->tails[idx].data,
+	           key, len) == 0;
+}
+
+/*
+ * Copy slot IDX to OUT.  Every length the slot claims is clamped first, so
+ * a torn slot yields garbage (discarded by the caller) but no access
+ * outside the slot, its tail or the entry.
+ */
+static void
+slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
+{
+	const struct kv_slot *s = &pt->slots[idx];
+	size_t      klen = s->keylen, vlen = s->valuelen, kdlen = s->kindlen;
+	const char *d;
+
+	if (klen > KV_KEY_MAX)
+		klen = KV_KEY_MAX;
+	if (vlen > KV_VALUE_MAX)
+		vlen = KV_VALUE_MAX;
+	if (kdlen > KV_KIND_MAX)
+		kdlen = KV_KIND_MAX;
+	d = KV_SLOT_LEN(klen, vlen, kdlen) <= KV_SLOT_INLINE ? s->data
+	                                                    : pt->tails[idx].data;
+	out->start_time = s->start_time;
+	out->reg_time_ns = s->reg_time_ns;
+	out->epoch = s->epoch;
+	out->pid = s->pid;
+	out->owner = s->owner;
+	out->incarnation = s->incarnation;
+	out->node = s->node;
+	out->flags = s->flags;
+	out->keylen = (uint16_t)klen;
+	out->valuelen = (uint16_t)vlen;
+	memcpy(out->key, d, klen);
+	out->key[klen] = '\0';
+	memcpy(out->value, d + klen + 1, vlen);
+	memcpy(out->kind, d + klen + 1 + vlen, kdlen);
+	out->kind[kdlen] = '\0';
+}
+
+/* Fill free slot IDX (and its tail if need be) with E. */
+static void
+slot_fill(const struct part *pt, uint32_t idx, uint64_t h,
+    const struct kv_entry *e)
+{
+	struct kv_slot *s = &pt->slots[idx];
+	size_t          kdlen = strnlen(e->kind, KV_KIND_MAX);
+	char           *d;
+
+	s->hash = h;
+	s->keylen = e->keylen;
+	s->valuelen = e->valuelen;
+	s->kindlen = (uint8_t)kdlen;
+	s->flags = (uint16_t)e->flags;
+	s->pid = e->pid;
+	s->owner = e->owner;
+	s->incarnation = e->incarnation;
+	s->node = e->node;
+	s->start_time = e->start_time;
+	s->reg_time_ns = e->reg_time_ns != 0 ? e->reg_time_ns : now_ns();
+	s->epoch = e->epoch;
+	s->next_free = 0;
+	d = KV_SLOT_LEN(e->keylen, e->valuelen, kdlen) <= KV_SLOT_INLINE
+	    ? s->data
+	    : pt->tails[idx].data;
+	memcpy(d, e->key, e->keylen);
+	d[e->keylen] = '\0';
+	memcpy(d + e->keylen + 1, e->value, e->valuelen);
+	memcpy(d + e->keylen + 1 + e->valuelen, e->kind, kdlen);
+	d[e->keylen + 1 + e->valuelen + kdlen] = '\0';
+}
+
+/*
+ * Find KEY in the partition.  Returns the cell index and the slot it points
+ * at in *SLOT, or -ENOENT with the index of the empty cell that ends the
+ * probe run in *HOLE (either pointer may be NULL).  Lock-free callers must
+ * validate the result with the sequence counter, and use *SLOT rather than
+ * load the cell again: it may have changed since.
+ */
+static int64_t
+probe(const struct part *pt, uint64_t h, const char *key, size_t len,
+    uint32_t *hole, uint32_t *slot)
+{
+	uint32_t tag = (uint32_t)h, i = tag & pt->mask, n;
+
+	for (n = 0; n <= pt->mask; n++, i = (i + 1) & pt->mask) {
+		uint64_t c = cell_load(&pt->cells[i]);
+
+		if (c == 0)
+			break;
+		if ((uint32_t)(c >> 32) == tag && cell_slot(c) <= pt->mask &&
+		    slot_is(pt, cell_slot(c), h, key, len)) {
+			if (slot != NULL)
+				*slot = cell_slot(c);
+			return i;
+		}
+	}
+	if (hole != NULL)
+		*hole = i;
+	return -ENOENT;
+}
+
+/*
+ * SEQLOCK READ PROTOCOL
+ *
+ * Read the counter (acquire); if odd a writer is inside, try again.  Probe
+ * and copy the entry out with plain loads, then an acquire fence and a
+ * second read of the counter: if it is unchanged, no writer touched the
+ * partition meanwhile and the copy is whole.  Otherwise the copy may be
+ * torn and is thrown away.  The fences pair with the writer's in
+ * seq_open()/seq_close().  Every bound the probe uses comes from the handle,
+ * so a torn read can give a wrong answer, which is discarded, but never an
+ * access outside the mapping.
+ */
+/* One probe and copy, unsynchronised; the caller validates. */
+static int
+lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
+    struct kv_entry *out, bool published_only)
+{
+	uint32_t idx;
+
+	if (probe(pt, h, key, len, NULL, &idx) < 0)
+		return -ENOENT;
+	slot_copy_out(pt, idx, out);
+	if (published_only && !(out->flags & KV_ENTRY_PUBLISHED))
+		return -ENOENT;
+	return 0;
+}
+
+static int
+read_entry(const struct kv_reg *r, const char *key, size_t len,
+    struct kv_entry *out, bool published_only)
+{
+	uint64_t    h = hash_key(r, key, len);
+	struct part pt = part_of(r, part_index(r, h));
+	unsigned    attempt;
+
+	for (attempt = 0; attempt < READ_TRIES; attempt++) {
+		uint32_t s1 = __atomic_load_n(&pt.p->seq, __ATOMIC_ACQUIRE);
+		int      rc;
+
+		if (s1 & 1) {
+			cpu_relax(attempt);
+			continue;
+		}
+		rc = lookup_once(&pt, h, key, len, out, published_only);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&pt.p->seq, __ATOMIC_RELAXED) == s1)
+			return rc;
+		cpu_relax(attempt);
+	}
+	return -EBUSY;
+}
+
+int
+kv_table_lookup_unsync(const struct kv_reg *r, const char *key, size_t len,
+    struct kv_entry *out)
+{
+	uint64_t    h = hash_key(r, key, len);
+	struct part pt = part_of(r, part_index(r, h));
+
+	return lookup_once(&pt, h, key, len, out, true);
+}
+
+int
+kv_reg_lookup(const struct kv_reg *r, const char *key, size_t len,
+    struct kv_entry *out)
+{
+	if (kv_key_check(key, len) != NULL)
+		return -EINVAL;
+	return read_entry(r, key, len, out, true);
+}
+
+int
+kv_reg_get(const struct kv_reg *r, const char *key, size_t len,
+    struct kv_entry *out)
+{
+	if (kv_key_check(key, len) != NULL)
+		return -EINVAL;
+	return read_entry(r, key, len, out, false);
+}
+
+/* The writer's half of the read protocol (see above). */
+static void
+seq_open(struct kv_partition *p)
+{
+	uint32_t s = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&p->seq, s | 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void
+seq_close(struct kv_partition *p)
+{
+	uint32_t s = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&p->seq, (s | 1) + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * EOWNERDEAD REPAIR
+ *
+ * A writer died holding the lock, at any step of an insert, delete or
+ * replace.  By rule 1 every slot a cell points at is whole; by rule 3 the
+ * cells are the truth.  So: keep every cell that points at a plausible slot
+ * (in range, hash matching the cell's tag and this partition, sane lengths)
+ * and drop duplicates, which a backward shift cut short leaves behind; put
+ * the surviving cells back at their probe positions; then derive the count,
+ * the free list and the high-water mark.  An interrupted insert is present
+ * iff its cell was stored, a delete applied iff its cell was overwritten, a
+ * replace applied iff the cell was swapped; nothing else changes.  No
+ * allocation: the slots' mark field is the scratch space.
+ *
+ * A repairer can die too.  Phase one only marks the live slots and leaves
+ * the cells alone; then the partition's repairing flag says that the marks,
+ * not the cells, are the truth, and phase two empties the cells and puts
+ * them back from the marks.  A repairer that dies in phase one leaves the
+ * cells as they were; one that dies in phase two leaves the flag set, and
+ * the next one redoes phase two alone.
+ */
+static bool
+cell_plausible(const struct kv_reg *r, const struct part *pt, uint64_t c)
+{
+	const struct kv_slot *s;
+	uint32_t              idx = cell_slot(c);
+
+	if (idx > pt->mask)
+		return false;
+	s = &pt->slots[idx];
+	return (uint32_t)s->hash == (uint32_t)(c >> 32) &&
+	    part_index(r, s->hash) == pt->index && s->keylen >= 1 &&
+	    s->keylen <= KV_KEY_MAX && s->valuelen <= KV_VALUE_MAX &&
+	    s->kindlen <= KV_KIND_MAX;
+}
+
+static uint32_t
+repair_mark(const struct kv_reg *r, const struct part *pt)
+{
+	uint32_t i, hwm = pt->p->hwm > r->pslots ? r->pslots : pt->p->hwm;
+
+	for (i = 0; i <= pt->mask; i++) {
+		uint64_t c = pt->cells[i];
+
+		if (c != 0 && cell_plausible(r, pt, c) && cell_slot(c) >= hwm)
+			hwm = cell_slot(c) + 1;
+	}
+	for (i = 0; i < hwm; i++)
+		pt->slots[i].mark = 0;
+	for (i = 0; i <= pt->mask; i++) {
+		uint64_t c = pt->cells[i];
+
+		if (c != 0 && cell_plausible(r, pt, c))
+			pt->slots[cell_slot(c)].mark = 1;
+	}
+	return hwm;
+}
+
+static void
+repair_relink(const struct part *pt, uint32_t hwm)
+{
+	uint32_t idx, count = 0, free_head = 0;
+
+	memset(pt->cells, 0, (size_t)(pt->mask + 1) * sizeof(*pt->cells));
+	CRASHPOINT(KV_CP_REPAIR_CLEARED);
+	for (idx = 0; idx < hwm; idx++) {
+		struct kv_slot *s = &pt->slots[idx];
+		uint32_t        hole;
+
+		if (!s->mark)
+			continue;
+		if (probe(pt, s->hash, slot_data(pt, idx), s->keylen, &hole,
+		    NULL) >= 0) {
+			s->mark = 0; /* a second slot for one key: drop it */
+			continue;
+		}
+		pt->cells[hole] = cell_make(s->hash, idx);
+		count++;
+	}
+	for (idx = hwm; idx-- > 0;) {
+		if (pt->slots[idx].mark)
+			continue;
+		pt->slots[idx].next_free = free_head;
+		free_head = idx + 1;
+	}
+	pt->p->count = count;
+	pt->p->hwm = hwm;
+	pt->p->free_head = free_head;
+}
+
+static void
+repair(const struct kv_reg *r, const struct part *pt)
+{
+	seq_open(pt->p);
+	if (!pt->p->repairing) {
+		pt->p->hwm = repair_mark(r, pt);
+		CRASHPOINT(KV_CP_REPAIR_MARKED);
+		pt->p->repairing = 1;
+	}
+	repair_relink(pt, pt->p->hwm);
+	pt->p->repairing = 0;
+	pt->p->repairs++;
+	seq_close(pt->p);
+}
+
+/* Returns 0 with the partition locked, or -errno. */
+static int
+part_lock(const struct kv_reg *r, const struct part *pt)
+{
+	int e;
+
+	if (!r->writable)
+		return -EPERM;
+	e = pthread_mutex_lock(&pt->p->lock);
+	if (e == EOWNERDEAD) {
+		repair(r, pt);
+		e = pthread_mutex_consistent(&pt->p->lock);
+		if (e != 0)
+			(void)pthread_mutex_unlock(&pt->p->lock);
+	}
+	return -e;
+}
+
+static void
+part_unlock(const struct part *pt)
+{
+	(void)pthread_mutex_unlock(&pt->p->lock);
+}
+
+int
+kv_table_init_partition(struct kv_partition *p)
+{
+	pthread_mutexattr_t a;
+	int                 e;
+
+	e = pthread_mutexattr_init(&a);
+	if (e != 0)
+		return -e;
+	e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (e == 0)
+		e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (e == 0)
+		e = pthread_mutex_init(&p->lock, &a);
+	pthread_mutexattr_destroy(&a);
+	return -e;
+}
+
+/* Take a free slot.  The caller holds the lock and has checked the fill. */
+static uint32_t
+slot_alloc(const struct part *pt)
+{
+	uint32_t idx;
+
+	if (pt->p->free_head != 0) {
+		idx = pt->p->free_head - 1;
+		pt->p->free_head = pt->slots[idx].next_free;
+	} else {
+		idx = pt->p->hwm++;
+	}
+	return idx;
+}
+
+/* Give back a slot no cell points at any more. */
+static void
+slot_free(const struct part *pt, uint32_t idx, int cp_link)
+{
+	pt->slots[idx].next_free = pt->p->free_head;
+	CRASHPOINT(cp_link);
+	pt->p->free_head = idx + 1;
+}
+
+static int
+entry_check(const struct kv_entry *e)
+{
+	if (e->keylen > KV_KEY_MAX || kv_key_check(e->key, e->keylen) != NULL)
+		return -EINVAL;
+	if (memchr(e->kind, '\0', sizeof(e->kind)) == NULL)
+		return -EINVAL;
+	if (e->valuelen > KV_VALUE_MAX)
+		return -EMSGSIZE;
+	return 0;
+}
+
+static uint32_t
+total_count(const struct kv_reg *r)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < r->nparts; i++)
+		n += __atomic_load_n(&r->parts[i].count, __ATOMIC_RELAXED);
+	return n;
+}
+
+static int
+insert_locked(const struct kv_reg *r, const struct part *pt, uint64_t h,
+    const struct kv_entry *e, struct kv_entry *existing)
+{
+	uint32_t hole, idx, idx0;
+
+	if (probe(pt, h, e->key, e->keylen, &hole, &idx0) >= 0) {
+		if (existing != NULL)
+			slot_copy_out(pt, idx0, existing);
+		return -EEXIST;
+	}
+	if (pt->p->count >= r->fill || total_count(r) >= r->capacity)
+		return -ENOSPC;
+	idx = slot_alloc(pt);
+	CRASHPOINT(KV_CP_INS_ALLOC);
+	slot_fill(pt, idx, h, e);
+	CRASHPOINT(KV_CP_INS_WRITTEN);
+	seq_open(pt->p);
+	CRASHPOINT(KV_CP_INS_OPEN);
+	cell_store(&pt->cells[hole], cell_make(h, idx));
+	CRASHPOINT(KV_CP_INS_LINKED);
+	pt->p->count++;
+	CRASHPOINT(KV_CP_INS_COUNTED);
+	seq_close(pt->p);
+	pt->p->registrations++;
+	return 0;
+}
+
+int
+kv_reg_register(struct kv_reg *r, const struct kv_entry *e,
+    struct kv_entry *existing)
+{
+	struct part pt;
+	uint64_t    h;
+	int         rc;
+
+	rc = entry_check(e);
+	if (rc < 0)
+		return rc;
+	h = hash_key(r, e->key, e->keylen);
+	pt = part_of(r, part_index(r, h));
+	rc = part_lock(r, &pt);
+	if (rc < 0)
+		return rc;
+	rc = insert_locked(r, &pt, h, e, existing);
+	part_unlock(&pt);
+	return rc;
+}
+
+/*
+ * Remove cell I by shifting the rest of its probe run backwards: a cell
+ * moves into the hole unless its home lies cyclically in (hole, j], where
+ * moving it would put it before its home.  Runs with the counter odd.
+ */
+static void
+delete_cell(const struct part *pt, uint32_t i)
+{
+	uint32_t hole = i, j = i;
+
+	for (;;) {
+		uint64_t c;
+
+		j = (j + 1) & pt->mask;
+		c = pt->cells[j];
+		if (c == 0)
+			break;
+		if (((j - cell_home(c, pt->mask)) & pt->mask) <
+		    ((j - hole) & pt->mask))
+			continue;
+		cell_store(&pt->cells[hole], c);
+		CRASHPOINT(KV_CP_DEL_SHIFT);
+		hole = j;
+	}
+	cell_store(&pt->cells[hole], 0);
+	CRASHPOINT(KV_CP_DEL_CLEARED);
+}
+
+/* Find KEY for a conditional write: its cell index, or -ENOENT/-ESTALE. */
+static int64_t
+find_owned(const struct part *pt, uint64_t h, const char *key, size_t len,
+    pid_t pid)
+{
+	int64_t i = probe(pt, h, key, len, NULL, NULL);
+
+	if (i < 0)
+		return i;
+	if (pt->slots[cell_slot(pt->cells[i])].pid != pid)
+		return -ESTALE;
+	return i;
+}
+
+int
+kv_reg_unregister(struct kv_reg *r, const char *key, size_t len, pid_t pid)
+{
+	struct part pt;
+	uint64_t    h;
+	uint32_t    idx;
+	int64_t     i;
+	int         rc;
+
+	if (kv_key_check(key, len) != NULL)
+		return -EINVAL;
+	h = hash_key(r, key, len);
+	pt = part_of(r, part_index(r, h));
+	rc = part_lock(r, &pt);
+	if (rc < 0)
+		return rc;
+	i = find_owned(&pt, h, key, len, pid);
+	if (i < 0) {
+		part_unlock(&pt);
+		return (int)i;
+	}
+	idx = cell_slot(pt.cells[i]);
+	seq_open(pt.p);
+	CRASHPOINT(KV_CP_DEL_OPEN);
+	delete_cell(&pt, (uint32_t)i);
+	pt.p->count--;
+	CRASHPOINT(KV_CP_DEL_COUNTED);
+	seq_close(pt.p);
+	CRASHPOINT(KV_CP_DEL_CLOSED);
+	slot_free(&pt, idx, KV_CP_DEL_FREE_LINK);
+	pt.p->unregistrations++;
+	part_unlock(&pt);
+	return 0;
+}
+
+/* Point cell I at a fresh copy of E.  Rule 1: the old slot is not touched. */
+static void
+swap_locked(const struct part *pt, uint64_t h, uint32_t i,
+    const struct kv_entry *e)
+{
+	uint32_t old = cell_slot(pt->cells[i]), idx;
+
+	idx = slot_alloc(pt); /* there is one: the fill keeps free cells */
+	CRASHPOINT(KV_CP_REP_ALLOC);
+	slot_fill(pt, idx, h, e);
+	CRASHPOINT(KV_CP_REP_WRITTEN);
+	seq_open(pt->p);
+	CRASHPOINT(KV_CP_REP_OPEN);
+	cell_store(&pt->cells[i], cell_make(h, idx));
+	CRASHPOINT(KV_CP_REP_SWAPPED);
+	seq_close(pt->p);
+	CRASHPOINT(KV_CP_REP_CLOSED);
+	slot_free(pt, old, KV_CP_REP_FREE_LINK);
+}
+
+/*
+ * The common shape of the conditional writes: lock KEY's partition, find
+ * KEY registered to PID, let EDIT turn the present entry into the new one
+ * (or refuse with -errno), and swap it in.
+ */
+typedef int (*edit_fn)(struct kv_entry *e, const void *arg);
+
+static int
+modify(struct kv_reg *r, const char *key, size_t len, pid_t pid,
+    edit_fn edit, const void *arg)
+{
+	struct kv_entry e;
+	struct part     pt;
+	uint64_t        h;
+	int64_t         i;
+	int             rc;
+
+	if (kv_key_check(key, len) != NULL)
+		return -EINVAL;
+	h = hash_key(r, key, len);
+	pt = part_of(r, part_index(r, h));
+	rc = part_lock(r, &pt);
+	if (rc < 0)
+		return rc;
+	i = find_owned(&pt, h, key, len, pid);
+	if (i < 0) {
+		rc = (int)i;
+		goto out;
+	}
+	slot_copy_out(&pt, cell_slot(pt.cells[i]), &e);
+	rc = edit(&e, arg);
+	if (rc == 0)
+		swap_locked(&pt, h, (uint32_t)i, &e);
+out:
+	part_unlock(&pt);
+	return rc;
+}
+
+static int
+edit_replace(struct kv_entry *e, const void *arg)
+{
+	*e = *(const struct kv_entry *)arg;
+	return 0;
+}
+
+int
+kv_reg_replace(struct kv_reg *r, pid_t expect_pid, const struct kv_entry *e)
+{
+	int rc = entry_check(e);
+
+	if (rc < 0)
+		return rc;
+	return modify(r, e->key, e->keylen, expect_pid, edit_replace, e);
+}
+
+struct value {
+	const void *p;
+	size_t      len;
+};
+
+static int
+edit_value(struct kv_entry *e, const void *arg)
+{
+	const struct value *v = arg;
+
+	memcpy(e->value, v->p, v->len);
+	e->valuelen = (uint16_t)v->len;
+	return 0;
+}
+
+int
+kv_reg_set_value(struct kv_reg *r, const char *key, size_t len, pid_t pid,
+    const void *value, size_t vlen)
+{
+	struct value v = {value, vlen};
+
+	if (vlen > KV_VALUE_MAX)
+		return -EMSGSIZE;
+	return modify(r, key, len, pid, edit_value, &v);
+}
+
+int
+kv_reg_count(const struct kv_reg *r)
+{
+	return (int)total_count(r);
+}
+
+struct filter {
+	const char *pattern; /* NULL: any key */
+	pid_t       pid;     /* 0: any pid */
+};
+
+struct snap {
+	struct kv_entry *v;
+	size_t           n, cap;
+};
+
+static bool
+filter_match(const struct filter *f, const struct kv_entry *e)
+{
+	if (f->pid != 0 && e->pid != f->pid)
+		return false;
+	return f->pattern == NULL || fnmatch(f->pattern, e->key, 0) == 0;
+}
+
+/* Copy the partition's matching entries to SN.  Returns 0 or -ENOMEM. */
+static int
+snap_part(const struct part *pt, const struct filter *f, struct snap *sn)
+{
+	uint32_t i;
+
+	sn->n = 0;
+	for (i = 0; i <= pt->mask; i++) {
+		uint64_t c = cell_load(&pt->cells[i]);
+
+		if (c == 0 || cell_slot(c) > pt->mask)
+			continue;
+		if (sn->n == sn->cap) {
+			size_t           cap = sn->cap ? sn->cap * 2 : 64;
+			struct kv_entry *v;
+
+			v = reallocarray(sn->v, cap, sizeof(*v));
+			if (v == NULL)
+				return -ENOMEM;
+			sn->v = v;
+			sn->cap = cap;
+		}
+		slot_copy_out(pt, cell_slot(c), &sn->v[sn->n]);
+		if (filter_match(f, &sn->v[sn->n]))
+			sn->n++;
+	}
+	return 0;
+}
+
+/* A consistent snapshot of one partition: locked, or by the read protocol. */
+static int
+snap_consistent(const struct kv_reg *r, const struct part *pt,
+    const struct filter *f, struct snap *sn)
+{
+	unsigned attempt;
+	int      rc;
+
+	if (r->writable) {
+		rc = part_lock(r, pt);
+		if (rc < 0)
+			return rc;
+		rc = snap_part(pt, f, sn);
+		part_unlock(pt);
+		return rc;
+	}
+	for (attempt = 0; attempt < READ_TRIES; attempt++) {
+		uint32_t s1 = __atomic_load_n(&pt->p->seq, __ATOMIC_ACQUIRE);
+
+		if (!(s1 & 1)) {
+			rc = snap_part(pt, f, sn);
+			if (rc < 0)
+				return rc;
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(&pt->p->seq, __ATOMIC_RELAXED) ==
+			    s1)
+				return 0;
+		}
+		cpu_relax(attempt);
+	}
+	return -EBUSY;
+}
+
+static int
+walk(const struct kv_reg *r, const struct filter *f, kv_reg_iter_fn fn,
+    void *arg)
+{
+	struct snap sn = {0};
+	uint32_t    p;
+	size_t      i;
+	int         rc = 0;
+
+	for (p = 0; p < r->nparts && rc == 0; p++) {
+		struct part pt = part_of(r, p);
+
+		rc = snap_consistent(r, &pt, f, &sn);
+		for (i = 0; i < sn.n && rc == 0; i++)
+			rc = fn(&sn.v[i], arg);
+	}
+	free(sn.v);
+	return rc;
+}
+
+int
+kv_reg_iter(const struct kv_reg *r, const char *pattern, kv_reg_iter_fn fn,
+    void *arg)
+{
+	struct filter f = {pattern, 0};
+
+	return walk(r, &f, fn, arg);
+}
+
+int
+kv_reg_keys_of(const struct kv_reg *r, pid_t pid, kv_reg_iter_fn fn,
+    void *arg)
+{
+	struct filter f = {NULL, pid};
+
+	if (pid <= 0)
+		return -EINVAL;
+	return walk(r, &f, fn, arg);
+}

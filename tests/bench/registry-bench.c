@@ -1,0 +1,274 @@
+/*
+ * registry-bench: lookups per second from a separate reader process, with
+ * the same probe run unsynchronised as the raw limit, and a writer process
+ * churning beside the reader.  Prints one "NAME VALUE UNIT" line per figure.
+ *
+ *   registry-bench [SECONDS_PER_FIGURE]     (default 1)
+ *
+ * The reader is pinned to the last CPU and the churning writer to the
+ * first, so that on a 2-core machine they do not share a core.
+ */
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keyvisor/registry.h"
+#include "table.h"
+
+#define NSLOTS    65536u
+#define KEYS_MAX  (NSLOTS - NSLOTS / 64)
+#define CHURN_PPS 10000 /* register/unregister pairs a second */
+#define NCHURN    1024
+
+typedef int (*lookup_fn)(const struct kv_reg *, const char *, size_t,
+    struct kv_entry *);
+
+struct shared {
+	int    stop;
+	double churn_rate; /* pairs a second, as achieved */
+};
+
+static char   keys[KEYS_MAX][16];
+static size_t keylens[KEYS_MAX];
+static double seconds = 1.0;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+pin(int cpu)
+{
+	cpu_set_t set;
+	long      n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpu < 0)
+		cpu = (int)n - 1;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	(void)sched_setaffinity(0, sizeof(set), &set);
+}
+
+/*
+ * The value is 16 bytes derived from the pid (one multiply, so checking it
+ * costs little beside a lookup): a reader that sees a value that does not
+ * match the pid, or a key other than the one it asked for, has seen a torn
+ * entry.
+ */
+#define MIX UINT64_C(0x9e3779b97f4a7c15)
+
+static struct kv_entry
+entry(const char *key, size_t len, pid_t pid)
+{
+	struct kv_entry e = {0};
+	uint64_t        v[2] = {(uint64_t)pid * MIX, ~((uint64_t)pid * MIX)};
+
+	e.keylen = (uint16_t)len;
+	memcpy(e.key, key, len);
+	e.pid = pid;
+	e.flags = KV_ENTRY_PUBLISHED;
+	e.valuelen = sizeof(v);
+	memcpy(e.value, v, sizeof(v));
+	snprintf(e.kind, sizeof(e.kind), "bench");
+	return e;
+}
+
+static bool
+torn(const struct kv_entry *e, const char *key, size_t len)
+{
+	uint64_t v[2];
+
+	memcpy(v, e->value, sizeof(v));
+	return e->keylen != len || memcmp(e->key, key, len) != 0 ||
+	    e->valuelen != sizeof(v) || v[0] != (uint64_t)e->pid * MIX ||
+	    v[1] != ~v[0];
+}
+
+static void
+fill(struct kv_reg *r, size_t from, size_t to)
+{
+	size_t i;
+
+	for (i = from; i < to; i++) {
+		struct kv_entry e = entry(keys[i], keylens[i], (pid_t)i + 2);
+		int             rc = kv_reg_register(r, &e, NULL);
+
+		if (rc < 0) {
+			fprintf(stderr, "registry-bench: register %s: %s\n",
+			    keys[i], kv_reg_strerror(rc));
+			exit(1);
+		}
+	}
+}
+
+/*
+ * In a child pinned to the last CPU: look up keys [lo, hi) in a scrambled
+ * order for the configured time.  Writes lookups/s and torn reads to FD.
+ */
+static void
+reader(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi, int fd)
+{
+	struct kv_entry e;
+	uint64_t        n = 0, bad = 0, sum = 0;
+	double          t0, t;
+	size_t          span = hi - lo, i = 0;
+	double          out[2];
+
+	pin(-1);
+	t0 = now_s();
+	do {
+		int k;
+
+		for (k = 0; k < 4096; k++) {
+			size_t j = lo + (i * 2654435761u) % span;
+
+			if (fn(r, keys[j], keylens[j], &e) == 0) {
+				sum += (uint64_t)e.pid;
+				bad += torn(&e, keys[j], keylens[j]);
+			}
+			i++;
+		}
+		n += 4096;
+		t = now_s() - t0;
+	} while (t < seconds);
+	out[0] = (double)n / t;
+	out[1] = (double)bad + (double)(sum == 42); /* keep sum alive */
+	if (write(fd, out, sizeof(out)) != sizeof(out))
+		_exit(1);
+	_exit(0);
+}
+
+static double
+measure(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi,
+    double *torn_out)
+{
+	double out[2] = {0, 0};
+	int    p[2], st;
+	pid_t  pid;
+
+	if (pipe(p) == -1)
+		exit(1);
+	pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		reader(r, fn, lo, hi, p[1]);
+	}
+	close(p[1]);
+	if (read(p[0], out, sizeof(out)) != sizeof(out))
+		fprintf(stderr, "registry-bench: reader failed\n");
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	if (torn_out != NULL)
+		*torn_out += out[1];
+	return out[0] / 1e6;
+}
+
+/*
+ * The churning writer: CHURN_PPS register/unregister pairs a second over
+ * keys the reader also looks up, paced in 1 ms steps.
+ */
+static pid_t
+churn(struct kv_reg *r, struct shared *sh, size_t base)
+{
+	uint64_t pairs = 0;
+	double   t0;
+	pid_t    pid = fork();
+
+	if (pid != 0)
+		return pid;
+	pin(0);
+	t0 = now_s();
+	while (!__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
+		uint64_t due = (uint64_t)((now_s() - t0) * CHURN_PPS);
+
+		for (; pairs < due; pairs++) {
+			size_t          j = base + pairs % NCHURN;
+			struct kv_entry e = entry(keys[j], keylens[j],
+			    (pid_t)(pairs % 30000) + 2);
+
+			if (kv_reg_register(r, &e, NULL) == 0)
+				kv_reg_unregister(r, keys[j], keylens[j], e.pid);
+		}
+		usleep(1000);
+	}
+	sh->churn_rate = (double)pairs / (now_s() - t0);
+	_exit(0);
+}
+
+static int
+sync_lookup(const struct kv_reg *r, const char *k, size_t n,
+    struct kv_entry *e)
+{
+	return kv_reg_lookup(r, k, n, e);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct kv_reg_params p = {.capacity = KEYS_MAX, .nslots = NSLOTS};
+	struct kv_reg       *r;
+	struct shared       *sh;
+	size_t               half = NSLOTS / 2, most = NSLOTS * 9 / 10, i;
+	double               hit50, raw50, t = 0, t_churn = 0;
+	pid_t                w;
+	int                  fd, rc;
+
+	if (argc > 1)
+		seconds = atof(argv[1]) > 0 ? atof(argv[1]) : 1.0;
+	for (i = 0; i < KEYS_MAX; i++)
+		keylens[i] = (size_t)snprintf(keys[i], sizeof(keys[i]),
+		    "user:%zu", i * 7919 % 1000003);
+	fd = memfd_create("registry-bench", MFD_CLOEXEC);
+	rc = fd < 0 ? -errno : kv_reg_create_fd(fd, &p, &r);
+	if (rc < 0) {
+		fprintf(stderr, "registry-bench: %s\n", kv_reg_strerror(rc));
+		return 1;
+	}
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	fill(r, 0, half);
+	hit50 = measure(r, sync_lookup, 0, half, &t);
+	printf("lookup_hit_50 %.2f Mlookups/s\n", hit50);
+	printf("lookup_miss_50 %.2f Mlookups/s\n",
+	    measure(r, sync_lookup, half, most, &t));
+	raw50 = measure(r, kv_table_lookup_unsync, 0, half, NULL);
+	printf("raw_hit_50 %.2f Mlookups/s\n", raw50);
+	printf("lookup_vs_raw_50 %.1f %%\n", 100 * hit50 / raw50);
+	printf("raw_miss_50 %.2f Mlookups/s\n",
+	    measure(r, kv_table_lookup_unsync, half, most, NULL));
+	fill(r, half, most);
+	printf("lookup_hit_90 %.2f Mlookups/s\n",
+	    measure(r, sync_lookup, 0, most, &t));
+	printf("lookup_miss_90 %.2f Mlookups/s\n",
+	    measure(r, sync_lookup, most, KEYS_MAX, &t));
+	for (i = half; i < most; i++)
+		kv_reg_unregister(r, keys[i], keylens[i], (pid_t)i + 2);
+	/*
+	 * The churned keys are the top of the hit range: the writer registers
+	 * and unregisters them while the reader looks them up with the rest.
+	 */
+	for (i = half - NCHURN; i < half; i++)
+		kv_reg_unregister(r, keys[i], keylens[i], (pid_t)i + 2);
+	w = churn(r, sh, half - NCHURN);
+	printf("lookup_hit_50_churn %.2f Mlookups/s\n",
+	    measure(r, sync_lookup, 0, half, &t_churn));
+	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+	waitpid(w, NULL, 0);
+	printf("churn_rate %.0f pairs/s\n", sh->churn_rate);
+	printf("torn_reads %.0f count\n", t + t_churn);
+	kv_reg_close(r);
+	return t + t_churn > 0 ? 1 : 0;
+}
