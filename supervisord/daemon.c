@@ -1,0 +1,493 @@
+/*
+ * keyvisord: one process per key, found by its key, restarted by policy.
+ *
+ * main() sets up (init phase: any failure is fatal) and runs one epoll loop
+ * over a signalfd, one timerfd, the listening socket and the clients (loop
+ * phase: nothing may kill the daemon but a broken invariant).  There are no
+ * signal handlers: every signal but the kernel's fault signals is blocked
+ * and read from the signalfd.
+ */
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "exitcodes.h"
+#include "log.h"
+#include "paths.h"
+
+#define CAPACITY_DEFAULT 65536u
+
+extern char **environ;
+
+uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static _Noreturn void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: keyvisord [-n NAME] [-c FILE] [--registry NAME] "
+	    "[--capacity N]\n"
+	    "                 [--max-children N] [--no-subreaper] "
+	    "[-- MAIN_CMD [ARG...]]\n");
+	exit(EXIT_USAGE);
+}
+
+static uint32_t
+number(const char *opt, const char *s)
+{
+	const char *err;
+	long long   n = strtonum(s, 1, UINT32_MAX / 2, &err);
+
+	if (err != NULL) {
+		fprintf(stderr, "keyvisord: %s: %s is %s\n", opt, s, err);
+		exit(EXIT_USAGE);
+	}
+	return (uint32_t)n;
+}
+
+static void
+options(struct daemon *d, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"registry", required_argument, NULL, 'r'},
+	    {"capacity", required_argument, NULL, 'C'},
+	    {"max-children", required_argument, NULL, 'm'},
+	    {"no-subreaper", no_argument, NULL, 'S'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *name = NULL;
+	int         ch, verbose = 0;
+
+	d->subreaper = true;
+	while ((ch = getopt_long(argc, argv, "+n:c:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'c':
+			fprintf(stderr, "keyvisord: -c %s: configuration files "
+			                "are not supported by this build\n",
+			    optarg);
+			exit(EXIT_USAGE);
+		case 'r':
+			d->registry = optarg;
+			break;
+		case 'C':
+			d->capacity = number("--capacity", optarg);
+			break;
+		case 'm':
+			d->max_children = number("--max-children", optarg);
+			break;
+		case 'S':
+			d->subreaper = false;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'V':
+			printf("keyvisord %s\n", KEYVISOR_VERSION);
+			exit(0);
+		case 'h':
+		default:
+			usage();
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "keyvisord: a main command is not supported "
+		                "by this build\n");
+		exit(EXIT_USAGE);
+	}
+	log_init("keyvisord", verbose);
+	d->instance = paths_instance(name);
+	if (!paths_name_ok(d->instance))
+		fatalx("invalid instance name '%s'", d->instance);
+	if (d->registry == NULL)
+		d->registry = d->instance;
+	if (!paths_name_ok(d->registry))
+		fatalx("invalid registry name '%s'", d->registry);
+	if (d->capacity == 0)
+		d->capacity = CAPACITY_DEFAULT;
+	if (d->max_children == 0)
+		d->max_children = d->capacity;
+}
+
+/*
+ * Block every signal but those the kernel raises for our own faults; the
+ * ones we act on are read from a signalfd.  SIGPIPE stays blocked: writes
+ * use MSG_NOSIGNAL.
+ */
+static void
+signals_setup(struct daemon *d)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV(TAG_SIGNAL, 0)};
+	sigset_t           all, mine;
+	static const int   faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
+	              SIGTRAP, SIGSYS};
+	static const int   handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP,
+	              SIGQUIT};
+	size_t             i;
+
+	sigfillset(&all);
+	for (i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+		sigdelset(&all, faults[i]);
+	if (sigprocmask(SIG_SETMASK, &all, NULL) == -1)
+		fatal("unable to block signals");
+	sigemptyset(&mine);
+	for (i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+		sigaddset(&mine, handled[i]);
+	d->sigfd = signalfd(-1, &mine, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (d->sigfd == -1 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sigfd, &ev))
+		fatal("unable to set up the signalfd");
+}
+
+/* mkdir -p for the socket's directory; the last component is made 0700. */
+static void
+socket_dir(const char *path)
+{
+	char  dir[PATH_MAX], *p;
+	char *slash;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		fatalx("socket path too long: %s", path);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		return;
+	*slash = '\0';
+	for (p = dir + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+			fatal("unable to create %s", dir);
+		*p = '/';
+	}
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		fatal("unable to create %s", dir);
+}
+
+/*
+ * Take an flock on PATH (created if need be), exclusive or shared, without
+ * waiting.  Returns the fd, or -1 with errno EWOULDBLOCK when someone else
+ * holds it.  A lock file removed by its previous holder between our open
+ * and our lock is not the lock any more: compare inodes and try again.
+ */
+static int
+lock_file(const char *path, int how)
+{
+	struct stat a, b;
+	int         fd;
+
+	for (;;) {
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd == -1)
+			fatal("unable to open %s", path);
+		if (flock(fd, how | LOCK_NB) == -1) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			return fd;
+		close(fd);
+	}
+}
+
+static void
+instance_lock(struct daemon *d)
+{
+	char pid[32] = "";
+	int  n;
+
+	if (snprintf(d->lock_path, sizeof(d->lock_path), "%s.lock",
+	        d->socket_path) >= (int)sizeof(d->lock_path))
+		fatalx("socket path too long: %s", d->socket_path);
+	d->lockfd = lock_file(d->lock_path, LOCK_EX);
+	if (d->lockfd == -1 && errno == EWOULDBLOCK) {
+		int fd = open(d->lock_path, O_RDONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			n = (int)read(fd, pid, sizeof(pid) - 1);
+			pid[n > 0 ? n : 0] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			close(fd);
+		}
+		fatalx("instance %s is already running (pid %s)", d->instance,
+		    pid[0] ? pid : "unknown");
+	}
+	if (d->lockfd == -1)
+		fatal("unable to lock %s", d->lock_path);
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)d->pid);
+	if (ftruncate(d->lockfd, 0) == -1 || pwrite(d->lockfd, pid, (size_t)n, 0) != n)
+		log_warn("unable to write %s", d->lock_path);
+}
+
+/*
+ * The registry segment.  Every daemon that uses a registry holds a shared
+ * flock on its lock file; one that can take it exclusively is alone, so a
+ * segment already there is a dead predecessor's and is replaced.  One that
+ * cannot joins the segment the others use.
+ */
+static void
+registry_open(struct daemon *d)
+{
+	struct kv_reg_params p = {.capacity = d->capacity};
+	struct kv_reg       *old;
+	char                 dir[PATH_MAX];
+	int                  rc;
+
+	if (paths_segment(d->registry, d->segment, sizeof(d->segment)) < 0)
+		fatalx("invalid registry name '%s'", d->registry);
+	snprintf(dir, sizeof(dir), "%s", d->socket_path);
+	*strrchr(dir, '/') = '\0';
+	if (snprintf(d->reg_lock_path, sizeof(d->reg_lock_path),
+	        "%s/registry.%s.lock", dir, d->registry) >=
+	    (int)sizeof(d->reg_lock_path))
+		fatalx("socket directory too long: %s", dir);
+	d->reglockfd = lock_file(d->reg_lock_path, LOCK_EX);
+	if (d->reglockfd == -1) {
+		d->reglockfd = lock_file(d->reg_lock_path, LOCK_SH);
+		if (d->reglockfd == -1)
+			fatal("unable to lock %s", d->reg_lock_path);
+		if ((rc = kv_reg_open(d->segment, KV_REG_RDWR, &d->reg)) < 0)
+			fatalx("unable to join registry /%s, used by another "
+			       "daemon: %s", d->segment, kv_reg_strerror(rc));
+		log_info("joined registry /%s shared with another daemon",
+		    d->segment);
+		return;
+	}
+	rc = kv_reg_open(d->segment, KV_REG_RDONLY, &old);
+	if (rc == 0) {
+		struct kv_reg_stats st;
+
+		kv_reg_stats(old, &st);
+		log_info("removed the stale registry /%s of pid %d (%u names)",
+		    d->segment, st.creator_pid, st.count);
+		kv_reg_close(old);
+	} else if (rc != -ENOENT) {
+		log_warnx("replaced the invalid registry /%s: %s", d->segment,
+		    kv_reg_strerror(rc));
+	}
+	if (rc != -ENOENT && (rc = kv_reg_unlink(d->segment)) < 0)
+		fatalx("unable to remove /%s: %s", d->segment, strerror(-rc));
+	if ((rc = kv_reg_create(d->segment, &p, &d->reg)) < 0)
+		fatalx("unable to create registry /%s: %s", d->segment,
+		    kv_reg_strerror(rc));
+	if (flock(d->reglockfd, LOCK_SH) == -1)
+		fatal("unable to share the lock %s", d->reg_lock_path);
+}
+
+/* The workers' environment: ours without KEYVISOR_*, and 5 slots + NULL. */
+static void
+env_setup(struct daemon *d)
+{
+	size_t n = 0, i;
+
+	while (environ[n] != NULL)
+		n++;
+	d->env = calloc(n + 6, sizeof(*d->env));
+	if (d->env == NULL)
+		fatal("unable to allocate the environment");
+	for (i = 0; i < n; i++)
+		if (strncmp(environ[i], "KEYVISOR_", 9) != 0)
+			d->env[d->envc++] = environ[i];
+}
+
+void
+loop_update_timer(struct daemon *d)
+{
+	struct itimerspec its = {0};
+	uint64_t          t = sup_next_deadline(d);
+
+	if (d->accept_paused_until != 0 &&
+	    (t == 0 || d->accept_paused_until < t))
+		t = d->accept_paused_until;
+	if (t != 0) {
+		its.it_value.tv_sec = (time_t)(t / 1000);
+		its.it_value.tv_nsec = (long)(t % 1000) * 1000000;
+	}
+	if (timerfd_settime(d->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
+		log_warn("unable to arm the timer");
+}
+
+static void
+init(struct daemon *d)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV(TAG_TIMER, 0)};
+	int                rc;
+
+	d->pid = getpid();
+	d->pid1 = d->pid == 1;
+	d->started_ms = now_ms();
+	d->listenfd = d->lockfd = d->reglockfd = -1;
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd == -1)
+		fatal("unable to create the epoll instance");
+	signals_setup(d);
+	if (d->subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		fatal("unable to become a subreaper");
+	if (paths_socket(d->instance, d->socket_path, sizeof(d->socket_path)))
+		fatalx("socket path too long for instance %s", d->instance);
+	socket_dir(d->socket_path);
+	instance_lock(d);
+	registry_open(d);
+	env_setup(d);
+	if (sup_init(d) < 0)
+		fatalx("out of memory");
+	d->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (d->timerfd == -1 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->timerfd, &ev))
+		fatal("unable to set up the timer");
+	if ((rc = ctl_listen(d)) < 0)
+		fatalx("unable to listen on %s: %s", d->socket_path,
+		    strerror(-rc));
+	log_info("instance %s ready: pid %d, socket %s, registry /%s, "
+	         "capacity %u", d->instance, (int)d->pid, d->socket_path,
+	    d->segment, d->capacity);
+}
+
+static void
+on_signals(struct daemon *d)
+{
+	struct signalfd_siginfo si;
+	bool                    chld = false;
+
+	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			chld = true;
+			break;
+		case SIGTERM:
+		case SIGINT:
+		case SIGQUIT:
+			if (!d->quit) {
+				log_info("%s: shutting down",
+				    sigabbrev_np((int)si.ssi_signo));
+				d->quit = true;
+				sup_shutdown(d);
+			}
+			break;
+		case SIGHUP:
+			log_info("SIGHUP: no configuration to reload");
+			break;
+		}
+	}
+	/* SIGCHLD is only a hint: reap until nothing is left. */
+	if (chld || d->quit)
+		sup_reap(d);
+}
+
+static void
+on_timer(struct daemon *d)
+{
+	uint64_t expirations, now = now_ms();
+
+	(void)!read(d->timerfd, &expirations, sizeof(expirations));
+	if (d->accept_paused_until != 0 && now >= d->accept_paused_until) {
+		struct epoll_event ev = {.events = EPOLLIN,
+		    .data.u64 = EV(TAG_LISTEN, 0)};
+
+		d->accept_paused_until = 0;
+		(void)epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->listenfd, &ev);
+	}
+	sup_timers(d, now);
+}
+
+static void
+dispatch(struct daemon *d, uint64_t data, uint32_t events)
+{
+	switch ((enum ev_tag)(data >> 32)) {
+	case TAG_SIGNAL:
+		on_signals(d);
+		break;
+	case TAG_TIMER:
+		on_timer(d);
+		break;
+	case TAG_LISTEN:
+		ctl_accept(d);
+		break;
+	case TAG_CLIENT:
+		ctl_event(d, (uint32_t)data, events);
+		break;
+	}
+}
+
+/*
+ * Loop phase.  It ends once shutdown has stopped every worker and the
+ * replies owed have been sent (or a second has passed for a client that
+ * will not read them).
+ */
+static void
+loop(struct daemon *d)
+{
+	uint64_t flush_deadline = 0;
+
+	for (;;) {
+		struct epoll_event evs[64];
+		int                i, n;
+
+		if (d->quit && d->nchildren == 0) {
+			if (flush_deadline == 0)
+				flush_deadline = now_ms() + 1000;
+			if (ctl_flushed(d) || now_ms() >= flush_deadline)
+				break;
+		}
+		loop_update_timer(d);
+		n = epoll_wait(d->epfd, evs, 64, d->quit ? 100 : -1);
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		for (i = 0; i < n; i++)
+			dispatch(d, evs[i].data.u64, evs[i].events);
+	}
+}
+
+static void
+fini(struct daemon *d)
+{
+	ctl_close_all(d);
+	kv_reg_close(d->reg);
+	/* The last daemon on the registry removes it. */
+	if (flock(d->reglockfd, LOCK_EX | LOCK_NB) == 0) {
+		kv_reg_unlink(d->segment);
+		unlink(d->reg_lock_path);
+	}
+	close(d->reglockfd);
+	unlink(d->lock_path);
+	close(d->lockfd);
+	log_info("instance %s stopped", d->instance);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = {0};
+
+	options(&d, argc, argv);
+	init(&d);
+	loop(&d);
+	fini(&d);
+	return d.exit_status;
+}

@@ -1,0 +1,154 @@
+/*
+ * keyvisord's shared state.  One thread, one epoll loop (daemon.c); the
+ * supervision of keys (sup.c) and the control socket (ctl.c) are modules of
+ * it.  Every decision about a key is made by svc (pure); these modules only
+ * carry its effects out.
+ */
+#ifndef KEYVISOR_SUPERVISORD_DAEMON_H
+#define KEYVISOR_SUPERVISORD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "keyvisor/registry.h"
+#include "proto.h"
+#include "svc.h"
+
+/* epoll's data.u64: a tag in the high half, an index in the low half. */
+#define EV(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
+enum ev_tag { TAG_SIGNAL = 1, TAG_TIMER, TAG_LISTEN, TAG_CLIENT };
+
+/* A request waiting for something to happen to a key. */
+enum wait_kind {
+	WAIT_STOPPED, /* stop: the worker reaped, or the key forgotten */
+	WAIT_RESTARTED, /* restart: a new worker spawned */
+	WAIT_RUNNING, /* wait: a worker running (or ready) */
+	WAIT_READY,   /* wait --ready */
+	WAIT_GONE,    /* wait --gone: the key forgotten */
+};
+
+struct waiter {
+	struct waiter *next;
+	enum wait_kind kind;
+	uint32_t       client; /* slot */
+	uint32_t       gen;    /* the slot's generation when it waited */
+};
+
+/*
+ * One supervised key.  The command is kept packed: argc strings back to
+ * back in cmd, so that a worker costs one allocation besides the struct.
+ */
+struct child {
+	struct svc     svc;
+	pid_t          pid;      /* 0 when no process runs */
+	pid_t          last_pid; /* the last process reaped, or 0 */
+	uint64_t       start_time; /* of pid, from /proc */
+	uint64_t       started_ns; /* CLOCK_REALTIME of the current run */
+	struct child  *next_key, *next_pid; /* hash chains */
+	uint32_t       heap; /* index in the deadline heap + 1, or 0 */
+	bool           exited; /* a process of this key has been reaped */
+	struct waiter *waiters;
+	char          *cmd;  /* argc NUL-terminated strings */
+	uint32_t       cmdlen, argc;
+	char          *cwd;  /* NULL: the daemon's */
+	char           kind[KV_KIND_MAX + 1];
+	uint16_t       keylen;
+	char           key[]; /* keylen bytes and a NUL */
+};
+
+struct buf {
+	char  *p;
+	size_t len, cap, off; /* off: consumed (in) or sent (out) */
+};
+
+struct client {
+	int      fd;
+	uint32_t gen;
+	uid_t    uid;
+	struct buf in, out;
+	bool     busy;    /* a request awaits its reply: read no further */
+	bool     closing; /* close once out is flushed */
+	bool     paused;  /* reading stopped until out drains */
+	bool     reading; /* inside client_input(): replies do not re-enter */
+	bool     watching;
+	char    *pattern; /* watch filter; NULL: all */
+	uint64_t missed_from, missed_to; /* events dropped, 0: none */
+};
+
+struct daemon {
+	/* Identity. */
+	const char *instance, *registry;
+	char        socket_path[108], lock_path[128], segment[80];
+	char        reg_lock_path[192];
+	pid_t       pid;
+	uint64_t    started_ms;
+	bool        pid1, subreaper;
+
+	/* Limits. */
+	uint32_t capacity, max_children;
+
+	/* Resources. */
+	int            epfd, sigfd, timerfd, listenfd, lockfd, reglockfd;
+	struct kv_reg *reg;
+	char         **env;     /* the workers' environment, 5 slots free */
+	size_t         envc;
+
+	/* Keys. */
+	struct child **by_key, **by_pid; /* hash buckets */
+	uint32_t       nbuckets, nchildren, nrunning;
+	struct child **heap;             /* by deadline */
+	uint32_t       nheap, heapcap;
+	struct svc_bucket bucket;        /* restart rate */
+
+	/* Clients. */
+	struct client **clients;
+	uint32_t        nclients, clientcap, gen;
+	uint64_t        accept_paused_until; /* ms; EMFILE backoff */
+	uint64_t        seq;                 /* next event's number */
+	uint32_t        nwatchers;
+
+	/* Counters for info. */
+	uint64_t orphans, restarts, spawns;
+
+	/* Shutdown. */
+	bool quit;
+	int  exit_status;
+};
+
+/* daemon.c */
+uint64_t now_ms(void);
+void     loop_update_timer(struct daemon *d);
+
+/* sup.c: the keys. */
+int           sup_init(struct daemon *d);
+struct child *sup_find(struct daemon *d, const char *key, size_t len);
+/* Start a new key from REQ; the reply goes to CLIENT.  See sup.c. */
+void          sup_start(struct daemon *d, const struct req *rq,
+                  uint32_t client);
+void          sup_reap(struct daemon *d);
+void          sup_timers(struct daemon *d, uint64_t now);
+void          sup_stop(struct daemon *d, struct child *c, uint32_t client);
+void          sup_restart(struct daemon *d, struct child *c, uint32_t client);
+void          sup_shutdown(struct daemon *d);
+uint64_t      sup_next_deadline(const struct daemon *d);
+json_t       *sup_worker_json(const struct daemon *d, const struct child *c);
+void          sup_add_waiter(struct child *c, enum wait_kind k,
+                  uint32_t client, uint32_t gen);
+bool          sup_wait_done(const struct child *c, enum wait_kind k);
+int           sup_list(struct daemon *d, const char *pattern,
+                  struct child ***out);
+
+/* ctl.c: the control socket. */
+int  ctl_listen(struct daemon *d);
+void ctl_accept(struct daemon *d);
+void ctl_event(struct daemon *d, uint32_t slot, uint32_t events);
+void ctl_reply(struct daemon *d, uint32_t slot, uint32_t gen, json_t *v);
+void ctl_emit(struct daemon *d, const char *key, json_t *ev);
+void ctl_close_all(struct daemon *d);
+bool ctl_flushed(const struct daemon *d);
+
+#endif /* KEYVISOR_SUPERVISORD_DAEMON_H */
