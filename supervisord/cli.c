@@ -23,8 +23,10 @@
 
 #include <err.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -932,6 +934,44 @@ entry_json(const struct kv_entry *e)
 
 /* ---- lookup, count, route: no daemon --------------------------------- */
 
+/*
+ * Is the daemon that registered an entry still there?  A daemon that was
+ * SIGKILLed leaves its segment behind, full of names nobody will release;
+ * they must not be reported as live.  A zombie (state Z or X in
+ * /proc/PID/stat, after the last ')') is as dead as a reaped process.
+ */
+static bool
+owner_alive(pid_t owner)
+{
+	char    path[64], buf[512], *p;
+	ssize_t n;
+	int     fd;
+
+	if (owner <= 0 || (kill(owner, 0) == -1 && errno != EPERM))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)owner);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return errno != ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p == NULL || (p[1] != ' ' || (p[2] != 'Z' && p[2] != 'X'));
+}
+
+static int
+stale(pid_t owner)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg),
+	    "daemon not reachable (the registry is stale: pid %d is gone)",
+	    (int)owner);
+	return fail(NULL, EXIT_NO_DAEMON, msg);
+}
+
 static int
 cmd_lookup(struct ctx *c)
 {
@@ -949,6 +989,8 @@ cmd_lookup(struct ctx *c)
 		return fail(key, EXIT_NOT_FOUND, "not found");
 	if (r < 0)
 		return reg_error(key, r);
+	if (!owner_alive(e.owner))
+		return stale(e.owner);
 	if (!c->o.json) {
 		printf("%d\n", (int)e.pid);
 		return 0;
@@ -960,11 +1002,27 @@ cmd_lookup(struct ctx *c)
 	return 0;
 }
 
+/* Live names are counted; those of dead owners are stale. */
+struct tally {
+	int   live, stale;
+	pid_t owner, dead; /* the last owner seen alive, and dead */
+};
+
 static int
 count_one(const struct kv_entry *e, void *arg)
 {
-	(void)e;
-	++*(int *)arg;
+	struct tally *t = arg;
+
+	if (e->owner != t->owner && e->owner != t->dead) {
+		if (owner_alive(e->owner))
+			t->owner = e->owner;
+		else
+			t->dead = e->owner;
+	}
+	if (e->owner == t->owner)
+		t->live++;
+	else
+		t->stale++;
 	return 0;
 }
 
@@ -973,18 +1031,18 @@ cmd_count(struct ctx *c)
 {
 	const char    *pat = c->o.npos > 0 ? c->o.pos[0] : NULL;
 	struct kv_reg *reg;
-	int            r, n = 0;
+	struct tally   t = {0};
+	int            r;
 
 	if ((r = reg_open(c, &reg)) != 0)
 		return r;
-	if (pat != NULL)
-		r = kv_reg_iter(reg, pat, count_one, &n);
-	else
-		r = n = kv_reg_count(reg);
+	r = kv_reg_iter(reg, pat, count_one, &t);
 	kv_reg_close(reg);
 	if (r < 0)
 		return reg_error(NULL, r);
-	printf("%d\n", n);
+	if (t.live == 0 && t.stale > 0)
+		return stale(t.dead);
+	printf("%d\n", t.live);
 	return 0;
 }
 

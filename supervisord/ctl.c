@@ -118,6 +118,7 @@ client_close(struct daemon *d, uint32_t slot)
 		return;
 	if (cl->watching)
 		d->nwatchers--;
+	sup_drop_client(d, slot);
 	close(cl->fd); /* also removes it from the epoll set */
 	buf_free(&cl->in);
 	buf_free(&cl->out);
@@ -419,8 +420,11 @@ do_wait(struct daemon *d, uint32_t slot, struct child *c,
 		    1, "key", rq->key, "pid", 0));
 		return;
 	}
-	if (c == NULL) {
-		reply_err(d, slot, "not_found", rq->key, "not supervised");
+	if (c == NULL) { /* wait for it to be started */
+		if (sup_wait_key(d, rq->key, rq->keylen, k, slot) < 0)
+			reply_err(d, slot, "internal", rq->key, "out of memory");
+		else
+			cl->busy = true;
 		return;
 	}
 	if (sup_wait_done(c, k)) {

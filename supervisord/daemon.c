@@ -477,6 +477,11 @@ fini(struct daemon *d)
 	close(d->reglockfd);
 	unlink(d->lock_path);
 	close(d->lockfd);
+	sup_fini(d);
+	free(d->env);
+	close(d->timerfd);
+	close(d->sigfd);
+	close(d->epfd);
 	log_info("instance %s stopped", d->instance);
 }
 

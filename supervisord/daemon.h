@@ -38,6 +38,15 @@ struct waiter {
 	uint32_t       gen;    /* the slot's generation when it waited */
 };
 
+/* A wait for a key that nobody supervises yet. */
+struct keywait {
+	struct keywait *next;
+	enum wait_kind  kind;
+	uint32_t        client, gen;
+	uint16_t        keylen;
+	char            key[]; /* keylen bytes and a NUL */
+};
+
 /*
  * One supervised key.  The command is kept packed: argc strings back to
  * back in cmd, so that a worker costs one allocation besides the struct.
@@ -103,6 +112,7 @@ struct daemon {
 	struct child **heap;             /* by deadline */
 	uint32_t       nheap, heapcap;
 	struct svc_bucket bucket;        /* restart rate */
+	struct keywait   *keywaits;      /* waits for keys not yet started */
 
 	/* Clients. */
 	struct client **clients;
@@ -125,6 +135,7 @@ void     loop_update_timer(struct daemon *d);
 
 /* sup.c: the keys. */
 int           sup_init(struct daemon *d);
+void          sup_fini(struct daemon *d);
 struct child *sup_find(struct daemon *d, const char *key, size_t len);
 /* Start a new key from REQ; the reply goes to CLIENT.  See sup.c. */
 void          sup_start(struct daemon *d, const struct req *rq,
@@ -139,6 +150,11 @@ json_t       *sup_worker_json(const struct daemon *d, const struct child *c);
 void          sup_add_waiter(struct child *c, enum wait_kind k,
                   uint32_t client, uint32_t gen);
 bool          sup_wait_done(const struct child *c, enum wait_kind k);
+/* Wait for KEY to be started (and ready, for WAIT_READY). */
+int           sup_wait_key(struct daemon *d, const char *key, size_t len,
+                  enum wait_kind k, uint32_t client);
+/* Forget the waits of a client that went away. */
+void          sup_drop_client(struct daemon *d, uint32_t client);
 int           sup_list(struct daemon *d, const char *pattern,
                   struct child ***out);
 

@@ -130,6 +130,23 @@ sup_init(struct daemon *d)
 	return 0;
 }
 
+void
+sup_fini(struct daemon *d)
+{
+	struct keywait *w, *next;
+
+	for (w = d->keywaits; w != NULL; w = next) {
+		next = w->next;
+		free(w);
+	}
+	d->keywaits = NULL;
+	free(d->by_key);
+	free(d->by_pid);
+	free(d->heap);
+	d->by_key = d->by_pid = d->heap = NULL;
+	d->nbuckets = d->nheap = d->heapcap = 0;
+}
+
 struct child *
 sup_find(struct daemon *d, const char *key, size_t len)
 {
@@ -511,6 +528,58 @@ child_spawn(struct daemon *d, struct child *c, enum spawn_stage *stage,
 	return 0;
 }
 
+int
+sup_wait_key(struct daemon *d, const char *key, size_t len, enum wait_kind k,
+    uint32_t client)
+{
+	struct keywait *w = malloc(sizeof(*w) + len + 1);
+
+	if (w == NULL)
+		return -ENOMEM;
+	w->kind = k;
+	w->client = client;
+	w->gen = d->clients[client]->gen;
+	w->keylen = (uint16_t)len;
+	memcpy(w->key, key, len);
+	w->key[len] = '\0';
+	w->next = d->keywaits;
+	d->keywaits = w;
+	return 0;
+}
+
+void
+sup_drop_client(struct daemon *d, uint32_t client)
+{
+	struct keywait **pp = &d->keywaits, *w;
+
+	while ((w = *pp) != NULL) {
+		if (w->client == client) {
+			*pp = w->next;
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+/* A key is supervised now: its waiters wait on the child from here on. */
+static void
+adopt_waits(struct daemon *d, struct child *c)
+{
+	struct keywait **pp = &d->keywaits, *w;
+
+	while ((w = *pp) != NULL) {
+		if (w->keylen != c->keylen ||
+		    memcmp(w->key, c->key, c->keylen) != 0) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		sup_add_waiter(c, w->kind, w->client, w->gen);
+		free(w);
+	}
+}
+
 static void
 started(struct daemon *d, struct child *c)
 {
@@ -710,6 +779,7 @@ sup_start(struct daemon *d, const struct req *rq, uint32_t client)
 		child_free(d, c);
 		return;
 	}
+	adopt_waits(d, c);
 	started(d, c);
 	v = pid_json(d, c);
 	json_object_set_new(v, "started", json_true());

@@ -117,3 +117,144 @@ t_done() {
 	echo "1..$T_N"
 	[ "$T_FAILED" -eq 0 ]
 }
+
+# ---- More helpers (added for test_cli.sh; usable by every test file) ----
+
+# t_skip DESCRIPTION REASON: a TAP skip, counted as a pass.
+t_skip() {
+	T_N=$((T_N + 1))
+	echo "ok $T_N - $1 # SKIP $2"
+}
+
+# Milliseconds since the epoch, for "answered promptly" checks.
+t_ms() { date +%s%3N; }
+
+# is_pid STRING: STRING is a positive decimal number and nothing else.
+is_pid() {
+	case $1 in '' | 0 | *[!0-9]*) return 1 ;; esac
+	return 0
+}
+
+# dead PID...: none of the processes is alive (zombies count as dead).
+dead() {
+	for _kv_p in "$@"; do
+		alive "$_kv_p" && return 1
+	done
+	return 0
+}
+
+# The process group of PID, from /proc (the comm field may hold spaces).
+kv_pgid() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $3 }'; }
+
+# kv_environ PID NAME: print NAME's value in PID's initial environment;
+# fails if NAME is not set there.
+kv_environ() {
+	tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | awk -v n="$2=" '
+	    index($0, n) == 1 { print substr($0, length(n) + 1); f = 1; exit }
+	    END { exit !f }'
+}
+
+# kv_json EXPR: evaluate the Python expression EXPR with j bound to the
+# JSON document read from stdin, and print the result (strings bare, other
+# values as JSON).  Fails on invalid JSON or when EXPR raises.
+kv_json() {
+	python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+v = eval(sys.argv[1], {"j": j})
+print(v if isinstance(v, str) else json.dumps(v))
+' "$1"
+}
+
+# kv_raw [LINES]: send stdin's bytes as they are to the control socket and
+# print each reply line; stop after LINES lines if given.  Prints "#EOF" if
+# the daemon closed the connection first, "#TIMEOUT" after 5 s of waiting.
+kv_raw() {
+	python3 -c '
+import socket, sys, time
+want = int(sys.argv[2]) if sys.argv[2] else -1
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+try:
+    s.sendall(sys.stdin.buffer.read())
+except (BrokenPipeError, ConnectionResetError):
+    pass
+buf, got, end = b"", 0, time.monotonic() + 5
+while want < 0 or got < want:
+    left = end - time.monotonic()
+    if left <= 0:
+        print("#TIMEOUT")
+        break
+    s.settimeout(left)
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        continue
+    except ConnectionResetError:
+        b = b""
+    if not b:
+        print("#EOF")
+        break
+    buf += b
+    while b"\n" in buf and (want < 0 or got < want):
+        line, buf = buf.split(b"\n", 1)
+        print(line.decode("utf-8", "replace"))
+        got += 1
+sys.stdout.flush()
+' "$KEYVISOR_SOCKET" "${1:-}"
+}
+
+# kv_as_nobody COMMAND...: run COMMAND as uid/gid 65534 with no
+# supplementary groups, keeping the environment.  Fails with status 125
+# when that is impossible (not root, no setpriv nor runuser).
+kv_as_nobody() {
+	[ "$(id -u)" -eq 0 ] || return 125
+	if command -v setpriv >/dev/null 2>&1; then
+		setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+	elif command -v runuser >/dev/null 2>&1; then
+		runuser -u "$(getent passwd 65534 | cut -d: -f1)" -- "$@"
+	else
+		return 125
+	fi
+}
+
+# Wait until the daemon $DPID answers on the control socket (a daemon
+# started over a dead predecessor's socket: test -S is no sign of life).
+kv_daemon_ready() {
+	t_until "${1:-5}" sh -c \
+	    '"$1" info --json 2>/dev/null | grep -q "\"pid\": *$2[,}]"' _ \
+	    "$KEYVISOR" "$DPID"
+}
+
+# Wait up to SECONDS (default 10) for the daemon to exit by itself, then
+# SIGKILL it; its exit status goes to $DAEMON_STATUS (137 if killed).
+kv_daemon_wait() {
+	[ -n "$DPID" ] || return 0
+	_kv_n=$(awk -v l="${1:-10}" 'BEGIN { printf "%d", l * 20 }')
+	while alive "$DPID" && [ "$_kv_n" -gt 0 ]; do
+		sleep 0.05
+		_kv_n=$((_kv_n - 1))
+	done
+	kill -KILL "$DPID" 2>/dev/null
+	wait "$DPID" 2>/dev/null
+	DAEMON_STATUS=$?
+	DPID=""
+}
+
+# Stop the daemon with "keyvisor shutdown" and wait for it to exit, setting
+# $DAEMON_STATUS (SIGTERM instead if the request fails).  Returns the
+# status of "keyvisor shutdown".
+kv_daemon_shutdown() {
+	[ -n "$DPID" ] || return 0
+	"$KEYVISOR" shutdown >/dev/null 2>&1
+	_kv_s=$?
+	[ "$_kv_s" -eq 0 ] || kill -TERM "$DPID" 2>/dev/null
+	kv_daemon_wait 10
+	return "$_kv_s"
+}
+
+# Passes if the daemon's log holds no sanitizer (ASan, LSan, UBSan) report.
+kv_daemon_log_clean() {
+	! grep -E 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:|SUMMARY: [A-Za-z]+Sanitizer' \
+	    "$T_DIR/daemon.log"
+}
