@@ -89,6 +89,8 @@ enum opt_id {
 	OPT_STOP_TIMEOUT,
 	OPT_KIND,
 	OPT_TIMEOUT,
+	OPT_PUBLISH,
+	OPT_READY_TIMEOUT,
 };
 
 struct optdef {
@@ -98,10 +100,11 @@ struct optdef {
 };
 
 /* Which valued options were given (struct opts.set). */
-#define SET_MAX_RESTARTS 0x1u
-#define SET_MAX_SECONDS  0x2u
-#define SET_STOP_TIMEOUT 0x4u
-#define SET_TIMEOUT      0x8u
+#define SET_MAX_RESTARTS  0x01u
+#define SET_MAX_SECONDS   0x02u
+#define SET_STOP_TIMEOUT  0x04u
+#define SET_TIMEOUT       0x08u
+#define SET_READY_TIMEOUT 0x10u
 
 struct opts {
 	char      **pos; /* positional arguments, in order */
@@ -110,9 +113,11 @@ struct opts {
 	int         argc;
 	bool        help, json, stdin_keys, group, gone, ready, wait_ready;
 	const char *restart, *kind;
-	unsigned    set; /* SET_* */
+	const char *publish; /* "start" or "ready"; NULL: the kind's */
+	unsigned    set;     /* SET_* */
 	long long   max_restarts;
 	uint64_t    max_seconds_ms, stop_timeout_ms, timeout_ms;
+	uint64_t    ready_timeout_ms;
 };
 
 struct conn {
@@ -225,15 +230,17 @@ subst_key(const char *arg, const char *key)
 	return out;
 }
 
+static const char b64_tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "abcdefghijklmnopqrstuvwxyz0123456789+/";
+
 /* Standard base64 with padding; a new string, or NULL. */
 static char *
 base64(const uint8_t *p, size_t n)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                          "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	char             *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-	uint32_t          v;
-	size_t            i;
+	const char *tab = b64_tab;
+	char       *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+	uint32_t    v;
+	size_t      i;
 
 	if (out == NULL)
 		return NULL;
@@ -252,7 +259,39 @@ base64(const uint8_t *p, size_t n)
 	return out;
 }
 
-/* The exit status for a reply's "code" (keyvisor-protocol(7)'s table). */
+/*
+ * S in standard base64 with padding, decoded into a new buffer of *N
+ * bytes.  NULL if S is not such base64, or when out of memory.
+ */
+static uint8_t *
+unbase64(const char *s, size_t *n)
+{
+	size_t      len = strlen(s), pad = 0, i;
+	uint8_t    *out;
+	const char *c;
+	uint32_t    v = 0;
+
+	while (pad < 2 && pad < len && s[len - 1 - pad] == '=')
+		pad++;
+	if (len % 4 != 0 || (out = malloc(len / 4 * 3 + 1)) == NULL)
+		return NULL;
+	for (*n = 0, i = 0; i < len - pad; i++) {
+		if ((c = strchr(b64_tab, s[i])) == NULL || *c == '\0') {
+			free(out);
+			return NULL;
+		}
+		v = v << 6 | (uint32_t)(c - b64_tab);
+		if (i % 4 != 0)
+			out[(*n)++] = (uint8_t)(v >> (6 - 2 * (i % 4)));
+	}
+	return out;
+}
+
+/*
+ * The exit status for a reply's "code" (keyvisor-protocol(7)'s table).
+ * "config" is reload's keyvisor.conf error; "exited" a --wait-ready
+ * worker that exited before it said READY.
+ */
 static int
 code_status(const char *code)
 {
@@ -271,6 +310,8 @@ code_status(const char *code)
 	    {"exec", EXIT_EXEC},
 	    {"stopping", EXIT_NO_DAEMON},
 	    {"internal", EXIT_INTERNAL},
+	    {"config", EXIT_USAGE},
+	    {"exited", EXIT_INTERNAL},
 	};
 	size_t i;
 
@@ -494,6 +535,15 @@ opt_set(struct ctx *c, enum opt_id id, const char *val)
 			return usage_error(c->cmd, "invalid kind '%s'", val);
 		o->kind = val;
 		return 0;
+	case OPT_PUBLISH:
+		if (strcmp(val, "start") != 0 && strcmp(val, "ready") != 0)
+			return usage_error(c->cmd,
+			    "invalid publish '%s' (start or ready)", val);
+		o->publish = val;
+		return 0;
+	case OPT_READY_TIMEOUT:
+		return opt_duration(
+		    c, val, &o->ready_timeout_ms, SET_READY_TIMEOUT);
 	}
 	return 0;
 }
@@ -836,7 +886,8 @@ request(struct ctx *c, json_t *req, const char *key, json_t **rep)
 		return r;
 	if ((r = conn_getline(&c->conn, c->deadline, &line, &len)) < 0)
 		return conn_error(c, key, r);
-	if ((*rep = json_loadb(line, len, 0, &jerr)) == NULL)
+	/* A worker's value may hold a NUL byte, escaped as \u0000. */
+	if ((*rep = json_loadb(line, len, JSON_ALLOW_NUL, &jerr)) == NULL)
 		return fail(NULL, EXIT_INTERNAL,
 		    "invalid reply from the daemon: %s", jerr.text);
 	if ((r = reply_status(*rep, &msg)) != 0) {
@@ -969,7 +1020,7 @@ stale(pid_t owner)
 	snprintf(msg, sizeof(msg),
 	    "daemon not reachable (the registry is stale: pid %d is gone)",
 	    (int)owner);
-	return fail(NULL, EXIT_NO_DAEMON, msg);
+	return fail(NULL, EXIT_NO_DAEMON, "%s", msg);
 }
 
 static int
@@ -1096,6 +1147,12 @@ start_template(const struct ctx *c)
 		    r, "stop_timeout", secs_json(o->stop_timeout_ms));
 	if (o->kind != NULL)
 		bad |= json_object_set_new(r, "kind", json_string(o->kind));
+	if (o->publish != NULL)
+		bad |=
+		    json_object_set_new(r, "publish", json_string(o->publish));
+	if (o->set & SET_READY_TIMEOUT)
+		bad |= json_object_set_new(
+		    r, "ready_timeout", secs_json(o->ready_timeout_ms));
 	if (bad)
 		r = jfree(r);
 	return r;
@@ -1467,6 +1524,7 @@ start_batch(struct ctx *c)
 
 /* ---- Commands that ask the daemon ------------------------------------ */
 
+/* stop, restart and touch: a request with KEY alone. */
 static int
 cmd_stop(struct ctx *c)
 {
@@ -1515,25 +1573,39 @@ jstr(const json_t *o, const char *field)
 	return s != NULL ? s : "-";
 }
 
-/* ARG as a POSIX shell word: quoted only when it has to be. */
+/* ARG as a POSIX shell word on F: quoted only when it has to be. */
 static void
-put_word(const char *arg)
+put_word(FILE *f, const char *arg)
 {
 	const char *p;
 
 	if (arg[0] != '\0' &&
 	    strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	                "0123456789_@%+=:,./-") == strlen(arg)) {
-		fputs(arg, stdout);
+		fputs(arg, f);
 		return;
 	}
-	putchar('\'');
+	fputc('\'', f);
 	for (p = arg; *p != '\0'; p++)
 		if (*p == '\'')
-			fputs("'\\''", stdout);
+			fputs("'\\''", f);
 		else
-			putchar(*p);
-	putchar('\'');
+			fputc(*p, f);
+	fputc('\'', f);
+}
+
+/* ARGV, an array of strings, as shell words on F, each after SEP. */
+static void
+put_words(FILE *f, const json_t *argv, const char *sep)
+{
+	const json_t *v;
+	size_t        i;
+
+	json_array_foreach(argv, i, v)
+	{
+		fputs(i > 0 ? " " : sep, f);
+		put_word(f, json_is_string(v) ? json_string_value(v) : "?");
+	}
 }
 
 /* "state: backoff (restart in 0.8s)" */
@@ -1551,22 +1623,128 @@ status_state(const json_t *w)
 static void
 status_command(const json_t *argv)
 {
-	const json_t *v;
-	size_t        i;
-
 	fputs("command:", stdout);
-	json_array_foreach(argv, i, v)
-	{
-		putchar(' ');
-		put_word(json_is_string(v) ? json_string_value(v) : "?");
+	put_words(stdout, argv, " ");
+	putchar('\n');
+}
+
+/* Seconds left: "4.2s" below 10s, else as an uptime ("12s", "3m04s"). */
+static void
+fmt_left(double secs, char *buf, size_t len)
+{
+	if (secs >= 0 && secs < 10)
+		snprintf(buf, len, "%.1fs", secs);
+	else
+		fmt_uptime(secs, buf, len);
+}
+
+/*
+ * The length of the control character at S (N > 0 bytes of UTF-8): 1 for
+ * C0 or DEL, 2 for C1 (U+0080..U+009F are 0xc2 0x80..0x9f), else 0.
+ */
+static size_t
+ctrl_len(const char *s, size_t n)
+{
+	unsigned char c = (unsigned char)s[0];
+
+	if (c < 0x20 || c == 0x7f)
+		return 1;
+	return c == 0xc2 && n > 1 && (unsigned char)s[1] < 0xa0 ? 2 : 0;
+}
+
+/* Can the N bytes of UTF-8 at S go to a terminal as they are? */
+static bool
+printable(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (ctrl_len(s + i, n - i) > 0)
+			return false;
+	return true;
+}
+
+/* "value: TEXT" if it is printable, else "value: 0x" and its bytes in hex. */
+static void
+status_value(const json_t *w)
+{
+	const json_t *v = json_object_get(w, "value");
+	const char   *b = json_string_value(json_object_get(w, "value_base64"));
+	uint8_t      *bytes = NULL;
+	const char   *p;
+	size_t        n, i;
+
+	if (json_is_string(v)) {
+		p = json_string_value(v);
+		n = json_string_length(v);
+		if (printable(p, n)) {
+			printf("value:%s%s\n", n > 0 ? " " : "", p);
+			return;
+		}
+	} else {
+		if (b == NULL || (bytes = unbase64(b, &n)) == NULL)
+			return;
+		p = (const char *)bytes;
+	}
+	fputs(n > 0 ? "value: 0x" : "value:", stdout);
+	for (i = 0; i < n; i++)
+		printf("%02x", (unsigned char)p[i]);
+	putchar('\n');
+	free(bytes);
+}
+
+/* "message: TEXT", the worker's STATUS text, controls shown as '?'. */
+static void
+status_message(const json_t *w)
+{
+	const json_t *m = json_object_get(w, "message");
+	const char   *p = json_string_value(m);
+	size_t        n = json_string_length(m), i, k;
+
+	if (p == NULL)
+		return;
+	fputs(n > 0 ? "message: " : "message:", stdout);
+	for (i = 0; i < n; i += k) {
+		if ((k = ctrl_len(p + i, n - i)) > 0) {
+			putchar('?');
+		} else {
+			putchar(p[i]);
+			k = 1;
+		}
 	}
 	putchar('\n');
 }
 
 /*
+ * What the worker told its supervisor, and its deadlines: each line only
+ * when the reply has the field ("published" only when it is false).
+ */
+static void
+status_channel(const json_t *w)
+{
+	const json_t *ttl = json_object_get(w, "ttl_left");
+	const json_t *wd = json_object_get(w, "watchdog_left");
+	char          buf[64];
+
+	if (json_is_false(json_object_get(w, "published")))
+		puts("published: no");
+	status_value(w);
+	status_message(w);
+	if (json_is_number(ttl)) {
+		fmt_left(json_number_value(ttl), buf, sizeof(buf));
+		printf("ttl left: %s\n", buf);
+	}
+	if (json_is_number(wd)) {
+		fmt_left(json_number_value(wd), buf, sizeof(buf));
+		printf("watchdog left: %s\n", buf);
+	}
+}
+
+/*
  * A WORKER object, one "field: value" line each, in the order of
- * keyvisor(1)'s example; uptime (while a process runs) and kind (when
- * there is one) are added where they belong.
+ * keyvisor(1)'s example; uptime (while a process runs), kind (when there
+ * is one) and what the worker said on its channel are added where they
+ * belong.
  */
 static void
 status_print(const json_t *w)
@@ -1588,6 +1766,7 @@ status_print(const json_t *w)
 	printf("restart: %s\n", jstr(w, "restart"));
 	if (kind[0] != '\0' && strcmp(kind, "-") != 0)
 		printf("kind: %s\n", kind);
+	status_channel(w);
 	fmt_exit(json_object_get(w, "last_exit"), buf, sizeof(buf));
 	printf("last exit: %s\n", buf);
 	if (json_is_string(json_object_get(w, "reason")))
@@ -1617,74 +1796,119 @@ cmd_status(struct ctx *c)
 	return r;
 }
 
-/* ls's table: KEY PID STATE INCARNATION UPTIME LAST-EXIT. */
-#define LS_COLS 6
+/*
+ * ALIGNED TABLES.  ls and kinds print one row per object of an array,
+ * every column but the last padded to its widest cell.  A row's cells
+ * point into the object or into the row's buffers, so a table is built
+ * twice, once to measure it and once to print it, rather than kept.
+ */
+#define TABLE_COLS 7 /* ls with KIND, and kinds */
 
-struct ls_row {
-	const char *cell[LS_COLS];
-	char        pid[24], inc[24], up[24], ex[64];
+struct row {
+	const char *cell[TABLE_COLS];
+	char        buf[TABLE_COLS][64];
+	char       *own; /* a malloc'ed cell, freed with the row; or NULL */
 };
 
-static void
-ls_fill(const json_t *w, struct ls_row *r)
-{
-	json_int_t pid = json_integer_value(json_object_get(w, "pid"));
-
-	snprintf(r->pid, sizeof(r->pid), "%" JSON_INTEGER_FORMAT, pid);
-	snprintf(r->inc, sizeof(r->inc), "%" JSON_INTEGER_FORMAT,
-	    json_integer_value(json_object_get(w, "incarnation")));
-	if (pid > 0)
-		fmt_uptime(json_number_value(json_object_get(w, "uptime")),
-		    r->up, sizeof(r->up));
-	else
-		snprintf(r->up, sizeof(r->up), "-");
-	fmt_exit(json_object_get(w, "last_exit"), r->ex, sizeof(r->ex));
-	r->cell[0] = jstr(w, "key");
-	r->cell[1] = r->pid;
-	r->cell[2] = jstr(w, "state");
-	r->cell[3] = r->inc;
-	r->cell[4] = r->up;
-	r->cell[5] = r->ex;
-}
+struct table {
+	const char *head[TABLE_COLS];
+	size_t      ncols;
+	void (*fill)(const json_t *o, struct row *r); /* sets every cell */
+};
 
 /* One table line; every column but the last padded to its width. */
 static void
-ls_line(const char *const *cell, const size_t *wid)
+table_line(const char *const *cell, const size_t *wid, size_t ncols)
 {
 	size_t i, n;
 
-	for (i = 0; i < LS_COLS - 1; i++) {
+	for (i = 0; i < ncols - 1; i++) {
 		fputs(cell[i], stdout);
 		for (n = width(cell[i]); n < wid[i] + 2; n++)
 			putchar(' ');
 	}
-	puts(cell[LS_COLS - 1]);
+	puts(cell[ncols - 1]);
 }
 
 static void
-ls_table(const json_t *workers)
+table_print(const struct table *t, const json_t *rows)
 {
-	static const char *const head[LS_COLS] = {
-	    "KEY", "PID", "STATE", "INCARNATION", "UPTIME", "LAST-EXIT"};
-	struct ls_row row;
-	size_t        wid[LS_COLS], i, k;
-	const json_t *w;
+	struct row    row;
+	size_t        wid[TABLE_COLS], i, k;
+	const json_t *o;
 
-	for (k = 0; k < LS_COLS; k++)
-		wid[k] = width(head[k]);
-	json_array_foreach(workers, i, w)
+	for (k = 0; k < t->ncols; k++)
+		wid[k] = width(t->head[k]);
+	json_array_foreach(rows, i, o)
 	{
-		ls_fill(w, &row);
-		for (k = 0; k < LS_COLS; k++)
+		t->fill(o, &row);
+		for (k = 0; k < t->ncols; k++)
 			if (width(row.cell[k]) > wid[k])
 				wid[k] = width(row.cell[k]);
+		free(row.own);
 	}
-	ls_line(head, wid);
+	table_line(t->head, wid, t->ncols);
+	json_array_foreach(rows, i, o)
+	{
+		t->fill(o, &row);
+		table_line(row.cell, wid, t->ncols);
+		free(row.own);
+	}
+}
+
+/* A worker's kind, or NULL when it has none. */
+static const char *
+kind_of(const json_t *w)
+{
+	const char *k = json_string_value(json_object_get(w, "kind"));
+
+	return k != NULL && k[0] != '\0' ? k : NULL;
+}
+
+/* ls: KEY PID STATE INCARNATION UPTIME LAST-EXIT [KIND]. */
+static void
+ls_fill(const json_t *w, struct row *r)
+{
+	json_int_t pid = json_integer_value(json_object_get(w, "pid"));
+
+	r->own = NULL;
+	snprintf(r->buf[1], sizeof(r->buf[1]), "%" JSON_INTEGER_FORMAT, pid);
+	snprintf(r->buf[3], sizeof(r->buf[3]), "%" JSON_INTEGER_FORMAT,
+	    json_integer_value(json_object_get(w, "incarnation")));
+	if (pid > 0)
+		fmt_uptime(json_number_value(json_object_get(w, "uptime")),
+		    r->buf[4], sizeof(r->buf[4]));
+	else
+		snprintf(r->buf[4], sizeof(r->buf[4]), "-");
+	fmt_exit(json_object_get(w, "last_exit"), r->buf[5], sizeof(r->buf[5]));
+	r->cell[0] = jstr(w, "key");
+	r->cell[1] = r->buf[1];
+	r->cell[2] = jstr(w, "state");
+	r->cell[3] = r->buf[3];
+	r->cell[4] = r->buf[4];
+	r->cell[5] = r->buf[5];
+	r->cell[6] = kind_of(w) != NULL ? kind_of(w) : "-";
+}
+
+/*
+ * The KIND column comes last, and only when some worker has a kind, so
+ * that the columns scripts know keep their places.
+ */
+static void
+ls_table(const json_t *workers)
+{
+	struct table  t = {{"KEY", "PID", "STATE", "INCARNATION", "UPTIME",
+	                       "LAST-EXIT", "KIND"},
+	     6, ls_fill};
+	const json_t *w;
+	size_t        i;
+
 	json_array_foreach(workers, i, w)
 	{
-		ls_fill(w, &row);
-		ls_line(row.cell, wid);
+		if (kind_of(w) != NULL)
+			t.ncols = 7;
 	}
+	table_print(&t, workers);
 }
 
 static int
@@ -1703,6 +1927,65 @@ cmd_ls(struct ctx *c)
 		print_json(workers);
 	else
 		ls_table(workers);
+	json_decref(rep);
+	return r;
+}
+
+/* kinds: NAME COMMAND RESTART RUNNING MAX READY PUBLISH. */
+static void
+kinds_fill(const json_t *k, struct row *r)
+{
+	const json_t *argv = json_object_get(k, "command");
+	json_int_t    max;
+	size_t        n;
+	FILE         *f;
+
+	r->own = NULL;
+	if (json_array_size(argv) > 0 &&
+	    (f = open_memstream(&r->own, &n)) != NULL) {
+		put_words(f, argv, "");
+		if (fclose(f) != 0) {
+			free(r->own);
+			r->own = NULL;
+		}
+	}
+	snprintf(r->buf[3], sizeof(r->buf[3]), "%" JSON_INTEGER_FORMAT,
+	    json_integer_value(json_object_get(k, "running")));
+	/* A kind's max_children of 0 means no limit of its own. */
+	max = json_integer_value(json_object_get(k, "max_children"));
+	if (max > 0)
+		snprintf(
+		    r->buf[4], sizeof(r->buf[4]), "%" JSON_INTEGER_FORMAT, max);
+	else
+		snprintf(r->buf[4], sizeof(r->buf[4]), "-");
+	r->cell[0] = jstr(k, "name");
+	r->cell[1] = r->own != NULL ? r->own : "-";
+	r->cell[2] = jstr(k, "restart");
+	r->cell[3] = r->buf[3];
+	r->cell[4] = r->buf[4];
+	r->cell[5] = jstr(k, "ready");
+	r->cell[6] = jstr(k, "publish");
+}
+
+static const struct table kinds_table = {
+    {"NAME", "COMMAND", "RESTART", "RUNNING", "MAX", "READY", "PUBLISH"}, 7,
+    kinds_fill};
+
+static int
+cmd_kinds(struct ctx *c)
+{
+	json_t *rep, *kinds;
+	int     r;
+
+	if ((r = request(c, simple_req("kinds", NULL, NULL), NULL, &rep)) != 0)
+		return r;
+	kinds = json_object_get(rep, "kinds");
+	if (!json_is_array(kinds))
+		r = fail(NULL, EXIT_INTERNAL, "invalid reply from the daemon");
+	else if (c->o.json)
+		print_json(kinds);
+	else
+		table_print(&kinds_table, kinds);
 	json_decref(rep);
 	return r;
 }
@@ -1793,13 +2076,17 @@ cmd_info(struct ctx *c)
 	return 0;
 }
 
+/*
+ * shutdown and reload: a request without arguments, and nothing to print
+ * on success.  reload's error (code "config") is "FILE:LINE: reason".
+ */
 static int
-cmd_shutdown(struct ctx *c)
+cmd_plain(struct ctx *c)
 {
 	json_t *rep;
 	int     r;
 
-	r = request(c, simple_req("shutdown", NULL, NULL), NULL, &rep);
+	r = request(c, simple_req(c->cmd->name, NULL, NULL), NULL, &rep);
 	if (r != 0)
 		return r;
 	json_decref(rep);
@@ -1817,6 +2104,8 @@ static const struct optdef start_opts[] = {
     {"stop-timeout", OPT_STOP_TIMEOUT, true},
     {"kind", OPT_KIND, true},
     {"wait-ready", OPT_WAIT_READY, false},
+    {"publish", OPT_PUBLISH, true},
+    {"ready-timeout", OPT_READY_TIMEOUT, true},
     {NULL, OPT_HELP, false},
 };
 static const struct optdef json_opts[] = {
@@ -1841,7 +2130,12 @@ static const struct optdef wait_opts[] = {
 	"  --stop-timeout S  seconds from the stop signal to SIGKILL\n"        \
 	"  --kind KIND       a kind of keyvisor.conf(5): its settings, and\n"  \
 	"                    its command unless CMD is given\n"                \
-	"  --wait-ready      reply once the worker has said it is ready\n"
+	"  --wait-ready      reply once the worker has said it is ready;\n"    \
+	"                    exit 7 if it is not within the ready timeout\n"   \
+	"                    (the daemon stops it), 1 if it exits first\n"     \
+	"  --publish WHEN    start or ready: when lookups see KEY (it is\n"    \
+	"                    reserved from the start either way)\n"            \
+	"  --ready-timeout S seconds --wait-ready waits for READY\n"
 
 static int cmd_help(struct ctx *c);
 
@@ -1853,7 +2147,10 @@ static const struct cmd cmds[] = {
         " [--max-seconds S]\n"
         "                                    [--stop-timeout S]"
         " [--kind KIND]\n"
-        "                                    [--wait-ready] -- CMD [ARG...]\n"
+        "                                    [--wait-ready]"
+        " [--publish start|ready]\n"
+        "                                    [--ready-timeout S]"
+        " -- CMD [ARG...]\n"
         "       keyvisor [-n NAME] start --stdin [options] -- CMD [ARG...]",
         "start a worker for KEY, or for each key read from stdin",
         "Start a worker for KEY running CMD and print its pid.  With\n"
@@ -1879,6 +2176,11 @@ static const struct cmd cmds[] = {
         "send a signal to KEY's worker",
         "Send SIG (HUP, SIGHUP or a number) to KEY's worker.\n\n"
         "  --group  signal the worker's process group\n"},
+    {"touch", cmd_stop, NULL, 1, 1, {"KEY"}, false,
+        "keyvisor [-n NAME] touch KEY", "reset KEY's idle lifetime (ttl)",
+        "Count as activity of KEY's worker: its idle lifetime (the ttl of\n"
+        "its kind) starts again, as when the worker says TOUCH.  Exit 1\n"
+        "if KEY is not supervised.\n"},
     {"lookup", cmd_lookup, json_opts, 1, 1, {"KEY"}, false,
         "keyvisor [-n NAME] lookup KEY [--json]",
         "print KEY's pid, read from the registry",
@@ -1888,12 +2190,16 @@ static const struct cmd cmds[] = {
     {"status", cmd_status, json_opts, 1, 1, {"KEY"}, false,
         "keyvisor [-n NAME] status KEY [--json]",
         "show what the daemon knows of KEY",
-        "Show KEY's worker: pid, state, restarts, last exit, command.\n\n"
+        "Show KEY's worker: pid, state, restarts, last exit, command and,\n"
+        "when it has them, its kind, the value and status message it\n"
+        "published, the time left on its ttl and watchdog, and\n"
+        "\"published: no\" while lookups cannot see it yet.\n\n"
         "  --json  the daemon's worker object\n"},
     {"ls", cmd_ls, json_opts, 0, 1, {"PATTERN"}, false,
         "keyvisor [-n NAME] ls [PATTERN] [--json]", "list supervised keys",
         "List the supervised keys matching PATTERN (an fnmatch(3) glob),\n"
-        "sorted by key.\n\n"
+        "sorted by key: KEY PID STATE INCARNATION UPTIME LAST-EXIT, and\n"
+        "KIND last when some worker has a kind.\n\n"
         "  --json  the daemon's array of worker objects\n"},
     {"count", cmd_count, NULL, 0, 1, {"PATTERN"}, false,
         "keyvisor [-n NAME] count [PATTERN]",
@@ -1911,11 +2217,25 @@ static const struct cmd cmds[] = {
         "  --gone       wait until KEY is no longer supervised instead\n"
         "  --ready      wait until the worker has said it is ready\n"
         "  --timeout S  give up after S seconds (exit 7)\n"},
+    {"kinds", cmd_kinds, json_opts, 0, 0, {NULL}, false,
+        "keyvisor [-n NAME] kinds [--json]",
+        "list the kinds of keyvisor.conf(5)",
+        "List the kinds the daemon read from keyvisor.conf(5): NAME\n"
+        "COMMAND RESTART RUNNING MAX READY PUBLISH, where RUNNING counts\n"
+        "its workers, MAX is its max_children ('-': no limit of its own),\n"
+        "READY is none or fd and PUBLISH is start or ready.\n\n"
+        "  --json  the daemon's array of kind objects\n"},
+    {"reload", cmd_plain, NULL, 0, 0, {NULL}, false,
+        "keyvisor [-n NAME] reload", "read keyvisor.conf(5) again",
+        "Make the daemon read its configuration file again, as SIGHUP does.\n"
+        "Running workers are left alone; new starts and restarts use the\n"
+        "new kinds.  On an error the daemon keeps its old configuration and\n"
+        "reload prints \"keyvisor: FILE:LINE: reason\" (exit 2).\n"},
     {"info", cmd_info, json_opts, 0, 0, {NULL}, false,
         "keyvisor [-n NAME] info [--json]", "show the daemon's state",
         "Show the daemon's version, paths, counters and limits.\n\n"
         "  --json  the daemon's info object\n"},
-    {"shutdown", cmd_shutdown, NULL, 0, 0, {NULL}, false,
+    {"shutdown", cmd_plain, NULL, 0, 0, {NULL}, false,
         "keyvisor [-n NAME] shutdown", "stop every worker, then the daemon",
         "Ask the daemon to stop every worker and exit.\n"},
     {"route", cmd_route, NULL, 2, -1, {"KEY", "SHARD"}, false,
@@ -1935,9 +2255,10 @@ static const char global_help[] =
     "  --help     this help; \"keyvisor help COMMAND\" shows a command's\n"
     "  --version  print \"keyvisor " KEYVISOR_VERSION "\"\n"
     "\nenvironment: KEYVISOR_INSTANCE, KEYVISOR_SOCKET, KEYVISOR_REGISTRY\n"
-    "\nexit status: 0 success, 1 key not found, 2 usage or invalid key,\n"
-    "3 already started, 4 capacity or max_children reached, 5 daemon not\n"
-    "reachable, 6 permission denied, 7 timed out, 8 exec failed.\n";
+    "\nexit status: 0 success, 1 key not found (or the worker exited before\n"
+    "it was ready), 2 usage, invalid key or configuration error, 3 already\n"
+    "started, 4 capacity or max_children reached, 5 daemon not reachable,\n"
+    "6 permission denied, 7 timed out, 8 exec failed.\n";
 
 static const struct cmd *
 cmd_find(const char *name)

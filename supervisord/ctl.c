@@ -520,6 +520,12 @@ dispatch(struct daemon *d, uint32_t slot, struct req *rq)
 	case REQ_WATCH:
 		do_watch(d, slot, rq);
 		break;
+	case REQ_KINDS:
+	case REQ_RELOAD:
+	case REQ_TOUCH:
+		reply_err(d, slot, "usage", rq->key,
+		    "kinds need a configuration file (-c), not supported yet");
+		break;
 	}
 }
 

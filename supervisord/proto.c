@@ -72,6 +72,9 @@ static const struct {
     [REQ_INFO] = {"info", 0},
     [REQ_SHUTDOWN] = {"shutdown", 0},
     [REQ_WATCH] = {"watch", TAKES_PATTERN},
+    [REQ_KINDS] = {"kinds", 0},
+    [REQ_RELOAD] = {"reload", 0},
+    [REQ_TOUCH] = {"touch", TAKES_KEY},
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -390,6 +393,34 @@ parse_policy(struct parse *p)
 	return 0;
 }
 
+/*
+ * Readiness: "wait_ready", "publish" ("start" or "ready": when lookups
+ * see the key) and "ready_timeout" (how long a wait_ready start waits).
+ */
+static int
+parse_ready(struct parse *p)
+{
+	struct str v;
+	int        got;
+
+	if (bool_field(p, "wait_ready", &p->r->wait_ready) < 0 ||
+	    (got = string_field(p, "publish", false, &v)) < 0)
+		return -1;
+	if (got) {
+		if (strcmp(v.s, "ready") == 0)
+			p->r->publish_ready = true;
+		else if (strcmp(v.s, "start") != 0)
+			return fail(
+			    p, "\"publish\" must be \"start\" or \"ready\"");
+		p->r->set |= REQ_SET_PUBLISH;
+	}
+	got = parse_duration(p, "ready_timeout", &p->r->ready_timeout_ms);
+	if (got < 0)
+		return -1;
+	p->r->set |= got ? REQ_SET_READY_TIMEOUT : 0;
+	return 0;
+}
+
 static int
 parse_spec(struct parse *p)
 {
@@ -401,7 +432,7 @@ parse_spec(struct parse *p)
 		return fail(p, "\"argv\" is required unless \"kind\" is given");
 	if (parse_cwd(p) < 0 || parse_policy(p) < 0)
 		return -1;
-	return bool_field(p, "wait_ready", &p->r->wait_ready) < 0 ? -1 : 0;
+	return parse_ready(p);
 }
 
 static int

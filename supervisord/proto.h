@@ -32,15 +32,21 @@ enum req_op {
 	REQ_INFO,
 	REQ_SHUTDOWN,
 	REQ_WATCH,
+	/* Issue 5 (keyvisor.conf): appended, so the values above stand. */
+	REQ_KINDS,
+	REQ_RELOAD,
+	REQ_TOUCH,
 };
 
-/* Which optional policy fields a start request gave (struct req.set). */
+/* Which optional fields a start request gave (struct req.set). */
 #define REQ_SET_RESTART       0x01u
 #define REQ_SET_MAX_RESTARTS  0x02u
 #define REQ_SET_MAX_SECONDS   0x04u
 #define REQ_SET_STOP_TIMEOUT  0x08u
 #define REQ_SET_RESTART_DELAY 0x10u
 #define REQ_SET_BACKOFF_MAX   0x20u
+#define REQ_SET_PUBLISH       0x40u /* publish_ready is valid */
+#define REQ_SET_READY_TIMEOUT 0x80u /* ready_timeout_ms is valid */
 
 struct req {
 	enum req_op op;
@@ -54,6 +60,8 @@ struct req {
 	unsigned    set;                  /* REQ_SET_* */
 	struct svc_policy policy;         /* fields named by set are valid */
 	bool        wait_ready;           /* start/ensure */
+	bool        publish_ready;        /* start/ensure: "publish":"ready" */
+	uint64_t    ready_timeout_ms;     /* start/ensure: "ready_timeout" */
 	int         signo;                /* signal */
 	bool        group;                /* signal: the process group */
 	bool        gone, ready;          /* wait */

@@ -20,14 +20,17 @@
  * - The child stack is one static mapping, reused by every spawn.  It is
  *   free again when clone() returns: the child has then either exec'd (and
  *   lives in a new address space) or exited.  MT-unsafe, by the above.
- * - The child runs only async-signal-safe code and touches no memory of the
- *   parent but the struct child it is handed.
+ * - The child runs only async-signal-safe code (system calls through
+ *   their plain wrappers or syscall(2)) and touches no memory of the
+ *   parent but the struct child it is handed and the request it points to.
  *
  * spawn knows nothing about keys, registries or restart policies.
  */
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -74,19 +77,48 @@
 #endif
 
 /*
+ * SETXID IN A VFORK CHILD.  The child changes its ids with the raw system
+ * calls, not glibc's setgroups()/setgid()/setuid().  Those give the POSIX
+ * process-wide semantics by signalling every other thread glibc knows of
+ * (SIGSETXID) and waiting for each to change its own ids, under a lock:
+ * when the process has ever had a second thread, the child would walk the
+ * DAEMON's thread list, in memory it shares, and could wait on a lock held
+ * by a thread that does not run in it.  The kernel call changes the
+ * calling task only, and the child is a process of one task (no
+ * CLONE_THREAD), so it is exactly what is wanted.  glibc's own
+ * posix_spawn() changes ids the same way for POSIX_SPAWN_RESETIDS.  The
+ * setres*id() calls set the real, effective and saved ids at once, which
+ * is what setuid() and setgid() do for a privileged caller; the 32-bit
+ * variants exist where the plain ones take 16-bit ids.
+ */
+#ifdef SYS_setresuid32
+#define NR_SETGROUPS SYS_setgroups32
+#define NR_GETGROUPS SYS_getgroups32
+#define NR_SETRESGID SYS_setresgid32
+#define NR_SETRESUID SYS_setresuid32
+#define NR_GETRESGID SYS_getresgid32
+#define NR_GETRESUID SYS_getresuid32
+#else
+#define NR_SETGROUPS SYS_setgroups
+#define NR_GETGROUPS SYS_getgroups
+#define NR_SETRESGID SYS_setresgid
+#define NR_SETRESUID SYS_setresuid
+#define NR_GETRESGID SYS_getresgid
+#define NR_GETRESUID SYS_getresuid
+#endif
+
+/*
  * What the parent hands the child.  It lives in the parent's frame, which
- * the child shares: the child reads everything but ERR, and writes ERR only
- * when it is about to _exit(127).
+ * the child shares, and so does REQ: the child reads everything but ERR,
+ * and writes ERR only when it is about to _exit(127).
  */
 struct child {
-	const char  *path; /* argv[0] resolved */
-	char *const *argv;
-	char *const *envp;
-	const char  *cwd;     /* NULL: stay where the daemon is */
-	sigset_t     mask;    /* the mask the child execs with */
-	pid_t        ppid;    /* the daemon, for the PDEATHSIG re-check */
-	int          keep_fd; /* -1: none */
-	volatile int err;     /* 0, or the errno the child died of */
+	const struct spawn_req *req;
+	const char             *path; /* argv[0] resolved */
+	char *const            *envp; /* req->envp, or environ */
+	sigset_t                mask; /* the mask the child execs with */
+	pid_t                   ppid; /* the daemon, for the PDEATHSIG check */
+	volatile int            err;  /* 0, or the errno the child died of */
 };
 
 /* A path being built in a caller's array. */
@@ -276,34 +308,146 @@ close_fds(int keep)
 	return close_range(from, ~0U, 0);
 }
 
+/* Apply R's limits in order.  Returns 0, or -1 with errno. */
+CHILD_CODE static int
+set_limits(const struct spawn_req *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nlimits; i++)
+		if (setrlimit(r->limits[i].resource, &r->limits[i].lim) == -1)
+			return -1;
+	return 0;
+}
+
+/*
+ * Become R's groups, gid and uid, in that order: setgroups() and
+ * setresgid() need CAP_SETGID, which setresuid() to a non-root uid takes
+ * away.  Returns 0, or -1 with errno (EPERM when the change did not take).
+ *
+ * DROP CHECK.  Each call changes everything it was asked to or nothing,
+ * but "returned 0" is not "happened": a seccomp filter can answer 0
+ * without running the call, and a worker that silently kept root is the
+ * one failure here that is worse than not starting.  So all three ids of
+ * each kind are read back, and the number of supplementary groups (the
+ * kernel keeps the list sorted, so its length is what can be compared
+ * without copying it).
+ */
+CHILD_CODE static int
+change_ids(const struct spawn_req *r)
+{
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	long  gid = (long)r->gid, uid = (long)r->uid;
+
+	if (syscall(NR_SETGROUPS, (long)r->ngroups, r->groups) == -1 ||
+	    syscall(NR_SETRESGID, gid, gid, gid) == -1 ||
+	    syscall(NR_SETRESUID, uid, uid, uid) == -1)
+		return -1;
+	if (syscall(NR_GETRESGID, &rg, &eg, &sg) == -1 ||
+	    syscall(NR_GETRESUID, &ru, &eu, &su) == -1)
+		return -1;
+	if (rg != r->gid || eg != r->gid || sg != r->gid || ru != r->uid ||
+	    eu != r->uid || su != r->uid ||
+	    syscall(NR_GETGROUPS, 0L, NULL) != (long)r->ngroups) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The child.  Async-signal-safe calls only: it shares the daemon's memory,
  * including malloc's state and the errno of the daemon's one thread (no
  * CLONE_SETTLS, so the same TLS).  Clobbering that errno is harmless: the
  * daemon is suspended until this function execs or exits, and reads errno
  * afterwards only after calls that set it.
+ *
+ * ORDER IN THE CHILD.  Every step comes where the steps after it cannot
+ * undo it and while the privilege it needs is still there:
+ *  1. setpgid(0, 0): the worker leads its own group, which the daemon
+ *     signals as a whole.
+ *  2. Every disposition to SIG_DFL, all signals still blocked (SIGNALS IN
+ *     A VFORK CHILD).
+ *  3. The limits, before the ids change, for two reasons.  Raising a hard
+ *     limit needs CAP_SYS_RESOURCE, which the worker's ids do not have.
+ *     And the kernel counts a user's processes against RLIMIT_NPROC when
+ *     setresuid() makes the task that user's, flagging it if over, and
+ *     execve() then fails with EAGAIN: the worker's RLIMIT_NPROC has to be
+ *     in place by then, or a user already at its limit gets one more.
+ *  4. The umask, which needs no privilege and cannot fail.
+ *  5. Groups, gid, uid, and the DROP CHECK.
+ *  6. PR_SET_PDEATHSIG, then the getppid() re-check.  After the ids: the
+ *     kernel clears the parent-death signal whenever the effective uid or
+ *     gid changes, so armed earlier it would be lost for every worker that
+ *     changes ids.  The re-check after arming covers a daemon that died at
+ *     any moment since the clone.
+ *  7. chdir(), with the worker's ids: a directory the user may not enter
+ *     fails with EACCES, as it would in the user's own shell, instead of
+ *     becoming the cwd of a worker that could not reach it by name (its
+ *     own chdir("."), a re-exec or a relative path would fail later, far
+ *     from the setting that caused it), and the daemon's privilege is not
+ *     lent to get the worker into a directory its user is kept out of.
+ *  8. Close every fd but keep_fd, whose close-on-exec flag is cleared.
+ *     Nothing above needs an fd, and nothing above opens one.
+ *  9. The worker's mask, last, so that no signal can reach the child
+ *     between its setup and execve().
+ * 10. execve().
  */
 CHILD_CODE static int
 child_main(void *arg)
 {
-	struct child *c = arg;
+	struct child           *c = arg;
+	const struct spawn_req *r = c->req;
 
-	if (setpgid(0, 0) == -1 || prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+	if (setpgid(0, 0) == -1)
+		goto fail;
+	reset_signals();
+	if (set_limits(r) == -1)
+		goto fail;
+	if (r->set_umask)
+		(void)umask(r->umask);
+	if (r->set_ids && change_ids(r) == -1)
+		goto fail;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 		goto fail;
 	/* The daemon died before PDEATHSIG was armed: nobody would reap us. */
 	if (getppid() != c->ppid)
 		_exit(127);
-	reset_signals();
-	if (close_fds(c->keep_fd) == -1)
+	if (r->cwd != NULL && chdir(r->cwd) == -1)
 		goto fail;
-	if (c->cwd != NULL && chdir(c->cwd) == -1)
+	if (close_fds(r->keep_fd) == -1)
 		goto fail;
 	if (sigprocmask(SIG_SETMASK, &c->mask, NULL) == -1)
 		goto fail;
-	(void)execve(c->path, c->argv, c->envp);
+	(void)execve(c->path, r->argv, c->envp);
 fail:
 	c->err = errno;
 	_exit(127);
+}
+
+/*
+ * Is the rest of R (argv aside) well-formed?  Returns 0 or -EINVAL.  A uid
+ * or gid of -1 would ask setres*id() to leave that id alone.
+ */
+static int
+check(const struct spawn_req *r)
+{
+	const struct spawn_limit *l;
+	size_t                    i;
+
+	if (r->set_ids && (r->uid == (uid_t)-1 || r->gid == (gid_t)-1 ||
+	                      (r->ngroups > 0 && r->groups == NULL)))
+		return -EINVAL;
+	if (r->nlimits > 0 && r->limits == NULL)
+		return -EINVAL;
+	for (i = 0; i < r->nlimits; i++) {
+		l = &r->limits[i];
+		if (l->resource < 0 || l->resource >= RLIM_NLIMITS ||
+		    l->lim.rlim_cur > l->lim.rlim_max)
+			return -EINVAL;
+	}
+	return 0;
 }
 
 /* Reap PID, which has exited or is about to. */
@@ -319,7 +463,7 @@ spawn_process(const struct spawn_req *r, enum spawn_stage *stage)
 {
 	char         path[PATH_MAX];
 	struct pbuf  b = {.s = path, .size = sizeof(path)};
-	struct child c = {.path = path, .keep_fd = r->keep_fd, .cwd = r->cwd};
+	struct child c = {.req = r, .path = path};
 	sigset_t     all, old;
 	void        *top;
 	pid_t        pid;
@@ -328,7 +472,8 @@ spawn_process(const struct spawn_req *r, enum spawn_stage *stage)
 	*stage = SPAWN_EXEC;
 	if (r->argv == NULL || r->argv[0] == NULL)
 		return -EINVAL;
-	c.argv = r->argv;
+	if ((rc = check(r)) < 0)
+		return rc;
 	c.envp = r->envp != NULL ? r->envp : environ;
 	if ((rc = resolve(r, c.envp, &b)) < 0)
 		return rc;

@@ -53,6 +53,18 @@ all_zero(const struct req *r)
 	return memcmp(r, &zero_bytes, sizeof(*r)) == 0;
 }
 
+/* R is empty but for its op (and the default policy parsing sets). */
+static bool
+all_zero_but_op(const struct req *r)
+{
+	struct req z;
+
+	memcpy(&z, r, sizeof(z));
+	z.op = 0;
+	memset(&z.policy, 0, sizeof(z.policy));
+	return all_zero(&z);
+}
+
 /* One line of printable ASCII, as proto_parse() promises for its reasons. */
 static bool
 err_ok(const char *err)
@@ -849,6 +861,292 @@ Test(fini, zeroed_and_repeated)
 	NO_LEAKS();
 }
 
+/* ---- readiness, kinds, reload, touch (keyvisor.conf's additions) -------- */
+
+#define PUBLISH_BAD "\"publish\" must be \"start\" or \"ready\""
+
+Test(ready, every_new_field)
+{
+	struct req r;
+
+	expect_ok("{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],"
+	          "\"wait_ready\":true,\"publish\":\"ready\","
+	          "\"ready_timeout\":2.5}",
+	    &r);
+	cr_assert(r.wait_ready);
+	cr_assert(r.publish_ready);
+	cr_assert_eq(r.ready_timeout_ms, 2500);
+	cr_assert_eq(r.set, REQ_SET_PUBLISH | REQ_SET_READY_TIMEOUT);
+	proto_req_fini(&r);
+	cr_assert(all_zero(&r));
+	expect_ok("{\"op\":\"ensure\",\"key\":\"k\",\"kind\":\"tracker\","
+	          "\"publish\":\"start\",\"ready_timeout\":10}",
+	    &r);
+	cr_assert_eq(r.op, REQ_ENSURE);
+	cr_assert(!r.wait_ready);
+	cr_assert(!r.publish_ready);
+	cr_assert_eq(r.ready_timeout_ms, 10000);
+	cr_assert_eq(r.set, REQ_SET_PUBLISH | REQ_SET_READY_TIMEOUT);
+	proto_req_fini(&r);
+	NO_LEAKS();
+}
+
+/* Absent or null: no bit, the fields stay zero. */
+Test(ready, absent_and_null)
+{
+	static const char *const lines[] = {
+	    "{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"]}",
+	    "{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],\"publish\":null,"
+	    "\"ready_timeout\":null,\"wait_ready\":null}",
+	};
+	struct req r;
+	size_t     i;
+
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		expect_ok(lines[i], &r);
+		cr_assert_eq(r.set, 0, "%s", lines[i]);
+		cr_assert(!r.publish_ready && !r.wait_ready, "%s", lines[i]);
+		cr_assert_eq(r.ready_timeout_ms, 0, "%s", lines[i]);
+		proto_req_fini(&r);
+	}
+	NO_LEAKS();
+}
+
+Test(ready, publish_alone_and_timeout_alone)
+{
+	struct req r;
+
+	expect_ok("{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],"
+	          "\"publish\":\"ready\"}",
+	    &r);
+	cr_assert(r.publish_ready);
+	cr_assert_eq(r.set, REQ_SET_PUBLISH);
+	proto_req_fini(&r);
+	expect_ok("{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],"
+	          "\"publish\":\"start\"}",
+	    &r);
+	cr_assert(!r.publish_ready);
+	cr_assert_eq(r.set, REQ_SET_PUBLISH);
+	proto_req_fini(&r);
+	/* Zero is a valid timeout, and distinct from no timeout. */
+	expect_ok("{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],"
+	          "\"ready_timeout\":0}",
+	    &r);
+	cr_assert_eq(r.ready_timeout_ms, 0);
+	cr_assert_eq(r.set, REQ_SET_READY_TIMEOUT);
+	proto_req_fini(&r);
+	NO_LEAKS();
+}
+
+Test(ready, timeout_values)
+{
+	static const struct {
+		const char *json;
+		uint64_t    ms;
+	} t[] = {
+	    {"0", 0}, {"0.0", 0}, {"-0.0", 0}, {"0.0006", 1}, {"0.25", 250},
+	    {"10", 10000}, {"1e3", 1000000}, {"1000000000", UINT64_C(1000000000000)},
+	};
+	char       line[160];
+	struct req r;
+	size_t     i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(line, sizeof(line),
+		    "{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],"
+		    "\"ready_timeout\":%s}", t[i].json);
+		expect_ok(line, &r);
+		cr_expect_eq(r.ready_timeout_ms, t[i].ms, "%s -> %llu",
+		    t[i].json, (unsigned long long)r.ready_timeout_ms);
+		cr_expect_eq(r.set, REQ_SET_READY_TIMEOUT);
+		proto_req_fini(&r);
+	}
+	NO_LEAKS();
+}
+
+/* The new fields belong to start and ensure: other ops ignore them. */
+Test(ready, other_ops_ignore_the_fields)
+{
+	struct req r;
+
+	expect_ok("{\"op\":\"stop\",\"key\":\"k\",\"publish\":7,"
+	          "\"ready_timeout\":\"x\",\"wait_ready\":[]}",
+	    &r);
+	cr_assert_eq(r.op, REQ_STOP);
+	cr_assert_eq(r.set, 0);
+	cr_assert(!r.publish_ready && !r.wait_ready);
+	cr_assert_eq(r.ready_timeout_ms, 0);
+	proto_req_fini(&r);
+	NO_LEAKS();
+}
+
+Test(ready, errors)
+{
+#define S "{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"x\"],"
+#define E "{\"op\":\"ensure\",\"key\":\"k\",\"kind\":\"t\","
+	static const struct bad t[] = {
+	    {S "\"publish\":\"never\"}", PROTO_USAGE, PUBLISH_BAD},
+	    {S "\"publish\":\"Ready\"}", PROTO_USAGE, PUBLISH_BAD},
+	    {S "\"publish\":\"START\"}", PROTO_USAGE, PUBLISH_BAD},
+	    {S "\"publish\":\"\"}", PROTO_USAGE, PUBLISH_BAD},
+	    {S "\"publish\":\"ready \"}", PROTO_USAGE, PUBLISH_BAD},
+	    {E "\"publish\":\"fd\"}", PROTO_USAGE, PUBLISH_BAD},
+	    {S "\"publish\":\"ready\\u0000\"}", PROTO_USAGE,
+	        "\"publish\" must not contain a NUL byte"},
+	    {S "\"publish\":true}", PROTO_USAGE, "\"publish\" must be a string"},
+	    {S "\"publish\":1}", PROTO_USAGE, "\"publish\" must be a string"},
+	    {S "\"publish\":[\"ready\"]}", PROTO_USAGE,
+	        "\"publish\" must be a string"},
+	    {E "\"publish\":{}}", PROTO_USAGE, "\"publish\" must be a string"},
+	    {S "\"ready_timeout\":-1}", PROTO_USAGE, DUR_BAD("ready_timeout")},
+	    {S "\"ready_timeout\":-0.001}", PROTO_USAGE,
+	        DUR_BAD("ready_timeout")},
+	    {S "\"ready_timeout\":1000000001}", PROTO_USAGE,
+	        DUR_BAD("ready_timeout")},
+	    {S "\"ready_timeout\":1e10}", PROTO_USAGE, DUR_BAD("ready_timeout")},
+	    {S "\"ready_timeout\":\"10\"}", PROTO_USAGE,
+	        DUR_BAD("ready_timeout")},
+	    {S "\"ready_timeout\":true}", PROTO_USAGE, DUR_BAD("ready_timeout")},
+	    {E "\"ready_timeout\":[1]}", PROTO_USAGE, DUR_BAD("ready_timeout")},
+	    {E "\"ready_timeout\":{}}", PROTO_USAGE, DUR_BAD("ready_timeout")},
+	    {S "\"ready_timeout\":1e999}", PROTO_USAGE, "malformed JSON: *"},
+	    {S "\"wait_ready\":\"yes\",\"publish\":\"ready\"}", PROTO_USAGE,
+	        "\"wait_ready\" must be a boolean"},
+	    /* Fields are checked even when the others are fine. */
+	    {S "\"wait_ready\":true,\"publish\":\"ready\",\"ready_timeout\":-2}",
+	        PROTO_USAGE, DUR_BAD("ready_timeout")},
+	    {S "\"wait_ready\":true,\"publish\":0,\"ready_timeout\":2}",
+	        PROTO_USAGE, "\"publish\" must be a string"},
+	    /* The existing checks still come first. */
+	    {"{\"op\":\"start\",\"key\":\"k\",\"publish\":\"ready\"}", PROTO_USAGE,
+	        "\"argv\" is required unless \"kind\" is given"},
+	    {"{\"op\":\"start\",\"key\":\"a b\",\"publish\":\"x\"}",
+	        PROTO_INVALID_KEY, "key contains whitespace"},
+	};
+#undef E
+#undef S
+
+	RUN_BAD(t);
+	NO_LEAKS();
+}
+
+/* A bad field after good strings: nothing leaks, out is zero. */
+Test(ready, late_error_frees_early_fields)
+{
+	static const char line[] =
+	    "{\"op\":\"start\",\"key\":\"k\",\"argv\":[\"a\",\"b\"],"
+	    "\"cwd\":\"/tmp\",\"publish\":\"ready\",\"ready_timeout\":\"x\"}";
+
+	expect_err(line, strlen(line), PROTO_USAGE, DUR_BAD("ready_timeout"));
+	NO_LEAKS();
+}
+
+Test(new_ops, kinds_and_reload_take_nothing)
+{
+	static const struct {
+		const char *op;
+		enum req_op want;
+	} t[] = {{"kinds", REQ_KINDS}, {"reload", REQ_RELOAD}};
+	char       line[160];
+	struct req r;
+	size_t     i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(line, sizeof(line), "{\"op\":\"%s\"}", t[i].op);
+		expect_ok(line, &r);
+		cr_assert_eq(r.op, t[i].want);
+		cr_assert(all_zero_but_op(&r));
+		proto_req_fini(&r);
+		/* Fields of other ops, even ill-typed ones, are ignored. */
+		snprintf(line, sizeof(line),
+		    "{\"op\":\"%s\",\"key\":5,\"pattern\":[],\"argv\":{},"
+		    "\"publish\":1,\"kinds\":\"all\"}", t[i].op);
+		expect_ok(line, &r);
+		cr_assert_eq(r.op, t[i].want);
+		cr_assert(all_zero_but_op(&r));
+		proto_req_fini(&r);
+	}
+	NO_LEAKS();
+}
+
+Test(new_ops, touch)
+{
+	struct req r;
+
+	expect_ok("{\"op\":\"touch\",\"key\":\"user:42\"}", &r);
+	cr_assert_eq(r.op, REQ_TOUCH);
+	cr_assert_str_eq(r.key, "user:42");
+	cr_assert_eq(r.keylen, 7);
+	cr_assert_null(r.argv);
+	cr_assert_null(r.pattern);
+	cr_assert_eq(r.set, 0);
+	proto_req_fini(&r);
+	expect_ok("{\"key\":\"svc/\xc3\xa9t\xc3\xa9\",\"op\":\"touch\","
+	          "\"argv\":5,\"pattern\":[],\"signal\":\"NOPE\","
+	          "\"publish\":\"x\",\"ready_timeout\":-1}",
+	    &r);
+	cr_assert_eq(r.op, REQ_TOUCH);
+	cr_assert_str_eq(r.key, "svc/\xc3\xa9t\xc3\xa9");
+	cr_assert_null(r.argv);
+	cr_assert_null(r.pattern);
+	cr_assert_eq(r.signo, 0);
+	cr_assert_eq(r.set, 0);
+	cr_assert_eq(r.ready_timeout_ms, 0);
+	proto_req_fini(&r);
+	NO_LEAKS();
+}
+
+Test(new_ops, errors)
+{
+	static const struct bad t[] = {
+	    {"{\"op\":\"touch\"}", PROTO_USAGE, "\"key\" is required"},
+	    {"{\"op\":\"touch\",\"key\":null}", PROTO_USAGE,
+	        "\"key\" is required"},
+	    {"{\"op\":\"touch\",\"key\":42}", PROTO_USAGE,
+	        "\"key\" must be a string"},
+	    {"{\"op\":\"touch\",\"key\":[\"k\"]}", PROTO_USAGE,
+	        "\"key\" must be a string"},
+	    {"{\"op\":\"touch\",\"key\":\"\"}", PROTO_INVALID_KEY, "key is empty"},
+	    {"{\"op\":\"touch\",\"key\":\"a b\"}", PROTO_INVALID_KEY,
+	        "key contains whitespace"},
+	    {"{\"op\":\"touch\",\"key\":\"a\\u0000\"}", PROTO_INVALID_KEY,
+	        "key contains a control character"},
+	    {"{\"op\":\"Kinds\"}", PROTO_USAGE, "unknown op \"Kinds\""},
+	    {"{\"op\":\"kind\"}", PROTO_USAGE, "unknown op \"kind\""},
+	    {"{\"op\":\"reload \"}", PROTO_USAGE, "unknown op \"reload \""},
+	    {"{\"op\":\"touch\",\"op\":\"touch\",\"key\":\"k\"}", PROTO_USAGE,
+	        "malformed JSON: duplicate object key*"},
+	};
+
+	RUN_BAD(t);
+	NO_LEAKS();
+}
+
+Test(new_ops, names)
+{
+	cr_assert_str_eq(proto_op_name(REQ_KINDS), "kinds");
+	cr_assert_str_eq(proto_op_name(REQ_RELOAD), "reload");
+	cr_assert_str_eq(proto_op_name(REQ_TOUCH), "touch");
+	/* Appended: the values older code and logs know are unchanged. */
+	cr_assert_eq(REQ_START, 0);
+	cr_assert_eq(REQ_WATCH, 11);
+	cr_assert_eq(REQ_KINDS, REQ_WATCH + 1);
+	cr_assert_eq(REQ_RELOAD, REQ_WATCH + 2);
+	cr_assert_eq(REQ_TOUCH, REQ_WATCH + 3);
+	NO_LEAKS();
+}
+
+/* The mutation test below, seeded with the new requests. */
+static const char *const ready_seeds[] = {
+    "{\"op\":\"start\",\"key\":\"user:42\",\"argv\":[\"/w\"],"
+    "\"wait_ready\":true,\"publish\":\"ready\",\"ready_timeout\":2.5}",
+    "{\"op\":\"ensure\",\"key\":\"k\",\"kind\":\"t\",\"publish\":\"start\","
+    "\"ready_timeout\":0}",
+    "{\"op\":\"touch\",\"key\":\"user:42\"}",
+    "{\"op\":\"kinds\"}",
+    "{\"op\":\"reload\"}",
+};
+
 /* ---- names ---------------------------------------------------------------- */
 
 Test(names, ops_and_codes)
@@ -869,7 +1167,8 @@ Test(names, ops_and_codes)
 			proto_req_fini(&r);
 		}
 	}
-	cr_assert_null(proto_op_name((enum req_op)(REQ_WATCH + 1)));
+	/* One past the last op; REQ_WATCH was the last before issue 5. */
+	cr_assert_null(proto_op_name((enum req_op)(REQ_TOUCH + 1)));
 	cr_assert_str_eq(proto_err_code(PROTO_USAGE), "usage");
 	cr_assert_str_eq(proto_err_code(PROTO_INVALID_KEY), "invalid_key");
 	cr_assert_null(proto_err_code(PROTO_OK));
@@ -1164,5 +1463,48 @@ Test(robustness, random_mutations)
 	}
 	/* Both outcomes were exercised. */
 	cr_assert(ok > ROUNDS / 50 && bad > ROUNDS / 2, "ok %u bad %u", ok, bad);
+	NO_LEAKS();
+}
+
+/* Mutations of the readiness fields and the new ops keep the invariants. */
+Test(robustness, ready_mutations)
+{
+	enum { ROUNDS = 20000, CAP = 1024 };
+	size_t     nseeds = sizeof(ready_seeds) / sizeof(ready_seeds[0]);
+	char       buf[CAP], err[ERRLEN];
+	struct req r;
+	size_t     round, n, m;
+	unsigned   ok = 0, bad = 0;
+
+	for (round = 0; round < ROUNDS; round++) {
+		const char    *seed = ready_seeds[next() % nseeds];
+		enum proto_err e;
+
+		n = strlen(seed);
+		memcpy(buf, seed, n);
+		for (m = 1 + next() % 4; m > 0; m--)
+			n = mutate(buf, n, CAP);
+		garbage(&r);
+		e = proto_parse(buf, n, &r, err, sizeof(err));
+		if (e == PROTO_OK) {
+			ok++;
+			check_ok(&r);
+			if (r.op != REQ_START && r.op != REQ_ENSURE)
+				cr_assert(r.set == 0 && !r.publish_ready &&
+				    r.ready_timeout_ms == 0 && !r.wait_ready);
+			if (!(r.set & REQ_SET_PUBLISH))
+				cr_assert(!r.publish_ready);
+			if (!(r.set & REQ_SET_READY_TIMEOUT))
+				cr_assert_eq(r.ready_timeout_ms, 0);
+			cr_assert(r.ready_timeout_ms <= UINT64_C(1000000000000));
+		} else {
+			bad++;
+			cr_assert(e == PROTO_USAGE || e == PROTO_INVALID_KEY);
+			cr_assert(all_zero(&r), "round %zu: not zeroed", round);
+			cr_assert(err_ok(err), "round %zu: reason \"%s\"", round, err);
+		}
+		proto_req_fini(&r);
+	}
+	cr_assert(ok > ROUNDS / 50 && bad > ROUNDS / 4, "ok %u bad %u", ok, bad);
 	NO_LEAKS();
 }
