@@ -374,11 +374,13 @@ on_signals(struct daemon *d)
 {
 	struct signalfd_siginfo si;
 	bool                    chld = false;
+	pid_t                   hint = 0;
 
 	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGCHLD:
 			chld = true;
+			hint = (pid_t)si.ssi_pid;
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -397,7 +399,7 @@ on_signals(struct daemon *d)
 	}
 	/* SIGCHLD is only a hint: reap until nothing is left. */
 	if (chld || d->quit)
-		sup_reap(d);
+		sup_reap(d, hint);
 }
 
 static void
@@ -456,6 +458,7 @@ loop(struct daemon *d)
 				break;
 		}
 		loop_update_timer(d);
+		d->turn_spawns = 0;
 		n = epoll_wait(d->epfd, evs, 64, d->quit ? 100 : -1);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");

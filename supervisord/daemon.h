@@ -113,6 +113,7 @@ struct daemon {
 	uint32_t       nheap, heapcap;
 	struct svc_bucket bucket;        /* restart rate */
 	struct keywait   *keywaits;      /* waits for keys not yet started */
+	uint32_t          turn_spawns;   /* policy restarts this loop turn */
 
 	/* Clients. */
 	struct client **clients;
@@ -140,7 +141,7 @@ struct child *sup_find(struct daemon *d, const char *key, size_t len);
 /* Start a new key from REQ; the reply goes to CLIENT.  See sup.c. */
 void          sup_start(struct daemon *d, const struct req *rq,
                   uint32_t client);
-void          sup_reap(struct daemon *d);
+void          sup_reap(struct daemon *d, pid_t hint);
 void          sup_timers(struct daemon *d, uint64_t now);
 void          sup_stop(struct daemon *d, struct child *c, uint32_t client);
 void          sup_restart(struct daemon *d, struct child *c, uint32_t client);

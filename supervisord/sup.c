@@ -28,6 +28,9 @@
 
 extern char **environ;
 
+/* Policy restarts in one turn of the loop; about 2 ms of spawning. */
+#define TURN_SPAWNS_MAX 16
+
 static uint8_t map_seed[16];
 
 static uint64_t
@@ -607,11 +610,21 @@ respawn(struct daemon *d, struct child *c, bool user)
 	uint64_t         now = now_ms();
 	int              rc;
 
-	if (!user && !svc_bucket_take(&d->bucket, now)) {
-		svc_defer(&c->svc, svc_bucket_next_ms(&d->bucket, now));
+	/*
+	 * Policy restarts wait for a token, and at most TURN_SPAWNS_MAX are
+	 * made per turn of the loop, the rest deferred to the next: a storm
+	 * of crashes must not keep the control socket waiting, however slow
+	 * spawning is on this machine.
+	 */
+	if (!user && (d->turn_spawns >= TURN_SPAWNS_MAX ||
+	                 !svc_bucket_take(&d->bucket, now))) {
+		svc_defer(&c->svc, d->turn_spawns >= TURN_SPAWNS_MAX
+		        ? now
+		        : svc_bucket_next_ms(&d->bucket, now));
 		heap_fix(d, c);
 		return;
 	}
+	d->turn_spawns++;
 	rc = child_spawn(d, c, &stage, &holder);
 	if (rc == 0) {
 		d->restarts++;
@@ -791,6 +804,14 @@ sup_stop(struct daemon *d, struct child *c, uint32_t client)
 {
 	struct svc_effects fx = svc_stop(&c->svc, now_ms());
 
+	if (fx.action == SVC_ACT_FORGET && c->pid == 0) {
+		/* Backoff or failed: no process to wait for. */
+		ctl_reply(d, client, d->clients[client]->gen,
+		    json_pack("{s:b, s:s, s:i}", "ok", 1, "key", c->key, "pid",
+		        0));
+		apply(d, c, fx, true);
+		return;
+	}
 	sup_add_waiter(c, WAIT_STOPPED, client, d->clients[client]->gen);
 	if (fx.action == SVC_ACT_SIGNAL)
 		log_info("%s: stopping pid %d", c->key, c->pid);
@@ -806,18 +827,23 @@ sup_restart(struct daemon *d, struct child *c, uint32_t client)
 
 /* Reaping. */
 
+/* Release C's name: the first thing done for an exited worker. */
+static void
+release(struct daemon *d, struct child *c)
+{
+	int rc = kv_reg_unregister(d->reg, c->key, c->keylen, c->pid);
+
+	if (rc < 0 && rc != -ENOENT)
+		log_warnx("%s: unable to release the name of pid %d: %s",
+		    c->key, c->pid, kv_reg_strerror(rc));
+}
+
 static void
 reaped(struct daemon *d, struct child *c, int status)
 {
 	struct svc_exit ex = svc_exit_from_status(status);
 	char            how[96];
-	int             rc;
 
-	/* First: from now on no lookup anywhere returns this pid. */
-	rc = kv_reg_unregister(d->reg, c->key, c->keylen, c->pid);
-	if (rc < 0 && rc != -ENOENT)
-		log_warnx("%s: unable to release the name of pid %d: %s",
-		    c->key, c->pid, kv_reg_strerror(rc));
 	unlink_from(&d->by_pid[pid_slot(d, c->pid)], c, true);
 	c->last_pid = c->pid;
 	c->pid = 0;
@@ -831,23 +857,56 @@ reaped(struct daemon *d, struct child *c, int status)
 	apply(d, c, svc_exited(&c->svc, &ex, now_ms()), false);
 }
 
-void
-sup_reap(struct daemon *d)
+/*
+ * RELEASE BEFORE REAP
+ *
+ * Once waitpid() has reaped a worker its pid is gone from /proc and the
+ * kernel may hand it out again, so its name must leave the registry first:
+ * a lookup between the two would return a dead pid.  Each exited child is
+ * therefore looked at with waitid(WNOWAIT), which leaves it a zombie; a
+ * keyed worker's name is released; only then is it reaped.
+ *
+ * Returns false when ID names no exited child (P_ALL: none at all).
+ */
+static bool
+reap_one(struct daemon *d, idtype_t type, pid_t id)
 {
-	for (;;) {
-		struct child *c;
-		int           status;
-		pid_t         pid = waitpid(-1, &status, WNOHANG);
+	siginfo_t     si;
+	struct child *c;
+	int           status;
 
-		if (pid <= 0)
-			break;
-		c = pid_find(d, pid);
-		if (c == NULL) {
-			d->orphans++; /* not a keyed worker: reaped, no more */
-			continue;
-		}
-		reaped(d, c, status);
+	memset(&si, 0, sizeof(si));
+	if (waitid(type, (id_t)id, &si, WEXITED | WNOHANG | WNOWAIT) == -1 ||
+	    si.si_pid == 0)
+		return false;
+	c = pid_find(d, si.si_pid);
+	if (c != NULL)
+		release(d, c);
+	if (waitpid(si.si_pid, &status, 0) != si.si_pid) {
+		log_warn("unable to reap pid %d", (int)si.si_pid);
+		return false;
 	}
+	if (c != NULL)
+		reaped(d, c, status);
+	else
+		d->orphans++; /* not a keyed worker: reaped, no more */
+	return true;
+}
+
+/*
+ * Reap what has exited.  HINT is the pid a SIGCHLD named (0: none): it is
+ * reaped first, by pid, because waitid(P_ALL) walks every child of the
+ * daemon in the kernel (hundreds of microseconds with ten thousand
+ * workers) and a crashed worker should not wait for that to be restarted.
+ * SIGCHLDs coalesce, so the sweep still follows, until nothing is left.
+ */
+void
+sup_reap(struct daemon *d, pid_t hint)
+{
+	if (hint > 0)
+		(void)reap_one(d, P_PID, hint);
+	while (reap_one(d, P_ALL, 0))
+		;
 }
 
 void
