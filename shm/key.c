@@ -88,6 +88,31 @@ word_printable(uint64_t w)
 }
 
 /*
+ * Is every byte of P[0..LEN) printable ASCII?  Words at 0, 8, ... and one
+ * last word ending at LEN (overlapping the one before it), so that no byte
+ * is tested alone; a key shorter than a word is padded with '!', which is
+ * printable.  Answers false whenever in doubt.
+ */
+static bool
+all_printable(const uint8_t *p, size_t len)
+{
+	uint64_t w = UINT64_C(0x2121212121212121);
+	size_t   i;
+
+	if (len < 8) {
+		memcpy(&w, p, len);
+		return word_printable(w);
+	}
+	for (i = 0; i + 8 < len; i += 8) {
+		memcpy(&w, p + i, 8);
+		if (!word_printable(w))
+			return false;
+	}
+	memcpy(&w, p + len - 8, 8);
+	return word_printable(w);
+}
+
+/*
  * The reason is that of the first offending byte, except that the length is
  * checked before the content.
  */
@@ -102,14 +127,9 @@ kv_key_check(const char *key, size_t len)
 		return "key is empty";
 	if (len > KV_KEY_MAX)
 		return "key is longer than " XSTR(KV_KEY_MAX) " bytes";
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, p + i, 8);
-		if (!word_printable(w))
-			break;
-	}
-	for (; i < len; i += n) {
+	if (all_printable(p, len))
+		return NULL;
+	for (i = 0; i < len; i += n) {
 		n = 1;
 		if (p[i] >= 0x80)
 			n = utf8_seq(p + i, len - i);

@@ -130,7 +130,8 @@ last_word(const uint8_t *p, size_t off, size_t len)
 	return b;
 }
 
-static inline void
+/* Inlined into both callers: a call here costs a tenth of a short hash. */
+static inline __attribute__((always_inline)) void
 sip_absorb(struct sip *s, const uint8_t *p, size_t len)
 {
 	size_t off = len & ~(size_t)7, i;

@@ -385,7 +385,8 @@ kv_lookup(const char *key, struct kv_entry *out)
 	struct kv_reg  *r;
 	int             rc, saved = errno;
 
-	if (key == NULL || out == NULL)
+	/* A worker passes keys it got from elsewhere: say so if one is bad. */
+	if (key == NULL || out == NULL || kv_key_check(key, strlen(key)) != NULL)
 		return -EINVAL;
 	rc = reg_get(&r);
 	if (rc == 0)

@@ -281,8 +281,11 @@ Test(table, invalid_input_changes_nothing)
 	e = entry("x", 2);
 	e.valuelen = KV_VALUE_MAX + 1;
 	cr_assert_eq(kv_reg_register(r, &e, NULL), -EMSGSIZE);
-	cr_assert_eq(kv_reg_lookup(r, "bad\tkey", 7, &got), -EINVAL);
-	cr_assert_eq(kv_reg_lookup(r, "\xff", 1, &got), -EINVAL);
+	cr_assert_eq(kv_reg_lookup(r, "bad\tkey", 7, &got), -ENOENT,
+	    "an invalid key cannot be registered, so it is not found");
+	cr_assert_eq(kv_reg_lookup(r, "\xff", 1, &got), -ENOENT);
+	cr_assert_eq(kv_reg_lookup(r, "", 0, &got), -EINVAL);
+	cr_assert_eq(kv_reg_lookup(r, "x", KV_KEY_MAX + 1, &got), -EINVAL);
 	cr_assert_eq(kv_reg_unregister(r, "", 0, 1), -EINVAL);
 	cr_assert_eq(check(r), 1);
 	cr_assert_eq(kv_reg_lookup(r, "x", 1, &got), -ENOENT);

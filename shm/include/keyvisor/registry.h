@@ -149,9 +149,11 @@ int kv_reg_set_value(struct kv_reg *reg, const char *key, size_t keylen,
 
 /*
  * Look KEY up without locking.  Returns 0 and the entry in *OUT, -ENOENT when
- * absent or not yet published, -EINVAL for an invalid key, -EBUSY when
- * writers kept changing the partition (or one died in it) for the whole
- * bounded retry budget.  Never blocks.  MT-safe.
+ * absent or not yet published, -EINVAL for an empty key or one longer than
+ * KV_KEY_MAX, -EBUSY when writers kept changing the partition (or one died
+ * in it) for the whole bounded retry budget.  Never blocks.  MT-safe.  The
+ * key is not otherwise validated: one that kv_key_check() refuses cannot
+ * have been registered and is simply not found.
  */
 int kv_reg_lookup(const struct kv_reg *reg, const char *key, size_t keylen,
     struct kv_entry *out);
