@@ -771,6 +771,10 @@ sup_reap(struct daemon *d)
 
 		if (pid <= 0)
 			break;
+		if (pid == d->main_pid) {
+			daemon_main_exited(d, status);
+			continue;
+		}
 		c = pid_find(d, pid);
 		if (c == NULL) {
 			d->orphans++; /* not a keyed worker: reaped, no more */
