@@ -139,17 +139,21 @@ static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
     SIGUSR2, SIGWINCH};
 
 /*
- * Block every signal but those the kernel raises for our own faults; the
- * ones we act on are read from a signalfd.  SIGPIPE stays blocked: writes
- * use MSG_NOSIGNAL.  As PID 1 the terminal stop signals are ignored too:
- * nothing may stop the init of a container.  Blocked and ignored signals
- * are undone in every child by spawn_process().
+ * Block every signal but those the kernel raises for our own faults, and
+ * read every blocked one from the signalfd: those we do not act on are
+ * read and dropped.  A blocked signal nobody reads stays pending for good
+ * (SigPnd in /proc/PID/status), and real-time ones queue up against the
+ * uid's RLIMIT_SIGPENDING until sigqueue(3) fails for all of its
+ * processes.  SIGPIPE is one of the dropped: writes use MSG_NOSIGNAL.  As
+ * PID 1 the terminal stop signals are ignored too: nothing may stop the
+ * init of a container.  Blocked and ignored signals are undone in every
+ * child by spawn_process().
  */
 static void
 signals_setup(struct daemon *d)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV(TAG_SIGNAL, 0)};
-	sigset_t           all, mine;
+	sigset_t           all;
 	static const int   faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
 	              SIGTRAP, SIGSYS};
 	static const int   stops[] = {SIGTSTP, SIGTTIN, SIGTTOU};
@@ -163,11 +167,7 @@ signals_setup(struct daemon *d)
 	for (i = 0; d->pid1 && i < sizeof(stops) / sizeof(stops[0]); i++)
 		if (signal(stops[i], SIG_IGN) == SIG_ERR)
 			fatal("unable to ignore signal %d", stops[i]);
-	sigemptyset(&mine);
-	sigaddset(&mine, SIGCHLD);
-	for (i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-		sigaddset(&mine, forwarded[i]);
-	d->sigfd = signalfd(-1, &mine, SFD_CLOEXEC | SFD_NONBLOCK);
+	d->sigfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (d->sigfd == -1 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sigfd, &ev))
 		fatal("unable to set up the signalfd");
 }
@@ -468,6 +468,17 @@ on_forwarded(struct daemon *d, int sig)
 		daemon_shutdown(d, sigabbrev_np(sig), false);
 }
 
+static bool
+is_forwarded(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		if (forwarded[i] == sig)
+			return true;
+	return false;
+}
+
 static void
 on_signals(struct daemon *d)
 {
@@ -475,10 +486,15 @@ on_signals(struct daemon *d)
 	bool                    chld = false;
 
 	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGCHLD)
+		int sig = (int)si.ssi_signo;
+
+		if (sig == SIGCHLD)
 			chld = true;
-		else
-			on_forwarded(d, (int)si.ssi_signo);
+		else if (is_forwarded(sig))
+			on_forwarded(d, sig);
+		else /* read only so that it does not stay pending */
+			log_debug("ignored signal %d from pid %u", sig,
+			    si.ssi_pid);
 	}
 	/* SIGCHLD is only a hint: reap until nothing is left. */
 	if (chld || d->quit)
