@@ -148,22 +148,35 @@ static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
  * PID 1 the terminal stop signals are ignored too: nothing may stop the
  * init of a container.  Blocked and ignored signals are undone in every
  * child by spawn_process().
+ *
+ * INHERITED DISPOSITIONS.  SIG_IGN survives execve(), and a shell starts
+ * "cmd &" with SIGINT and SIGQUIT ignored.  Blocked signals are still
+ * queued for the signalfd when ignored, but an ignored SIGCHLD is not
+ * harmless: the kernel then reaps every child itself, waitpid() fails with
+ * ECHILD, and keyvisord never learns that a worker or the main command
+ * exited.  So every disposition is made SIG_DFL first; none of the
+ * blocked ones ever runs.
  */
 static void
 signals_setup(struct daemon *d)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV(TAG_SIGNAL, 0)};
+	struct sigaction   dfl = {.sa_handler = SIG_DFL};
 	sigset_t           all;
 	static const int   faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
 	              SIGTRAP, SIGSYS};
 	static const int   stops[] = {SIGTSTP, SIGTTIN, SIGTTOU};
 	size_t             i;
+	int                sig;
 
 	sigfillset(&all);
 	for (i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
 		sigdelset(&all, faults[i]);
 	if (sigprocmask(SIG_SETMASK, &all, NULL) == -1)
 		fatal("unable to block signals");
+	/* It fails for SIGKILL, SIGSTOP and glibc's 32 and 33: none to undo. */
+	for (sig = 1; sig < NSIG; sig++)
+		(void)sigaction(sig, &dfl, NULL);
 	for (i = 0; d->pid1 && i < sizeof(stops) / sizeof(stops[0]); i++)
 		if (signal(stops[i], SIG_IGN) == SIG_ERR)
 			fatal("unable to ignore signal %d", stops[i]);
