@@ -511,11 +511,7 @@ dispatch(struct daemon *d, uint32_t slot, struct req *rq)
 	case REQ_SHUTDOWN:
 		ctl_reply(d, slot, d->clients[slot]->gen,
 		    json_pack("{s:b}", "ok", 1));
-		if (!d->quit) {
-			log_info("shutdown requested");
-			d->quit = true;
-			sup_shutdown(d);
-		}
+		daemon_shutdown(d, "shutdown requested", true);
 		break;
 	case REQ_WATCH:
 		do_watch(d, slot, rq);

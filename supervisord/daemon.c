@@ -29,6 +29,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "paths.h"
+#include "spawn.h"
 
 #define CAPACITY_DEFAULT 65536u
 
@@ -117,11 +118,8 @@ options(struct daemon *d, int argc, char **argv)
 			usage();
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "keyvisord: a main command is not supported "
-		                "by this build\n");
-		exit(EXIT_USAGE);
-	}
+	if (optind < argc)
+		d->main_argv = argv + optind;
 	log_init("keyvisord", verbose);
 	d->instance = paths_instance(name);
 	if (!paths_name_ok(d->instance))
@@ -136,31 +134,53 @@ options(struct daemon *d, int argc, char **argv)
 		d->max_children = d->capacity;
 }
 
+/* What keyvisord forwards to the main command's process group. */
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+    SIGUSR2, SIGWINCH};
+
 /*
- * Block every signal but those the kernel raises for our own faults; the
- * ones we act on are read from a signalfd.  SIGPIPE stays blocked: writes
- * use MSG_NOSIGNAL.
+ * Block every signal but those the kernel raises for our own faults, and
+ * read every blocked one from the signalfd: those we do not act on are
+ * read and dropped.  A blocked signal nobody reads stays pending for good
+ * (SigPnd in /proc/PID/status), and real-time ones queue up against the
+ * uid's RLIMIT_SIGPENDING until sigqueue(3) fails for all of its
+ * processes.  SIGPIPE is one of the dropped: writes use MSG_NOSIGNAL.  As
+ * PID 1 the terminal stop signals are ignored too: nothing may stop the
+ * init of a container.  Blocked and ignored signals are undone in every
+ * child by spawn_process().
+ *
+ * INHERITED DISPOSITIONS.  SIG_IGN survives execve(), and a shell starts
+ * "cmd &" with SIGINT and SIGQUIT ignored.  Blocked signals are still
+ * queued for the signalfd when ignored, but an ignored SIGCHLD is not
+ * harmless: the kernel then reaps every child itself, waitpid() fails with
+ * ECHILD, and keyvisord never learns that a worker or the main command
+ * exited.  So every disposition is made SIG_DFL first; none of the
+ * blocked ones ever runs.
  */
 static void
 signals_setup(struct daemon *d)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV(TAG_SIGNAL, 0)};
-	sigset_t           all, mine;
+	struct sigaction   dfl = {.sa_handler = SIG_DFL};
+	sigset_t           all;
 	static const int   faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
 	              SIGTRAP, SIGSYS};
-	static const int   handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP,
-	              SIGQUIT};
+	static const int   stops[] = {SIGTSTP, SIGTTIN, SIGTTOU};
 	size_t             i;
+	int                sig;
 
 	sigfillset(&all);
 	for (i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
 		sigdelset(&all, faults[i]);
 	if (sigprocmask(SIG_SETMASK, &all, NULL) == -1)
 		fatal("unable to block signals");
-	sigemptyset(&mine);
-	for (i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
-		sigaddset(&mine, handled[i]);
-	d->sigfd = signalfd(-1, &mine, SFD_CLOEXEC | SFD_NONBLOCK);
+	/* It fails for SIGKILL, SIGSTOP and glibc's 32 and 33: none to undo. */
+	for (sig = 1; sig < NSIG; sig++)
+		(void)sigaction(sig, &dfl, NULL);
+	for (i = 0; d->pid1 && i < sizeof(stops) / sizeof(stops[0]); i++)
+		if (signal(stops[i], SIG_IGN) == SIG_ERR)
+			fatal("unable to ignore signal %d", stops[i]);
+	d->sigfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (d->sigfd == -1 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sigfd, &ev))
 		fatal("unable to set up the signalfd");
 }
@@ -326,6 +346,8 @@ loop_update_timer(struct daemon *d)
 	if (d->accept_paused_until != 0 &&
 	    (t == 0 || d->accept_paused_until < t))
 		t = d->accept_paused_until;
+	if (d->main_kill_at != 0 && (t == 0 || d->main_kill_at < t))
+		t = d->main_kill_at;
 	if (t != 0) {
 		its.it_value.tv_sec = (time_t)(t / 1000);
 		its.it_value.tv_nsec = (long)(t % 1000) * 1000000;
@@ -333,6 +355,8 @@ loop_update_timer(struct daemon *d)
 	if (timerfd_settime(d->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
 		log_warn("unable to arm the timer");
 }
+
+static void main_start(struct daemon *d);
 
 static void
 init(struct daemon *d)
@@ -367,6 +391,105 @@ init(struct daemon *d)
 	log_info("instance %s ready: pid %d, socket %s, registry /%s, "
 	         "capacity %u", d->instance, (int)d->pid, d->socket_path,
 	    d->segment, d->capacity);
+	if (d->main_argv != NULL)
+		main_start(d);
+}
+
+/*
+ * The main command: started once the socket listens, so that it can start
+ * keyed workers at once.  It gets its own process group and, when
+ * keyvisord was in the foreground of a terminal, that terminal's
+ * foreground; stdin, stdout and stderr are ours.  If it cannot be
+ * executed keyvisord exits as a shell would, 127 or 126.
+ */
+static void
+main_start(struct daemon *d)
+{
+	struct spawn_req sr = {.argv = d->main_argv, .keep_fd = -1};
+	enum spawn_stage stage;
+	char             vars[3][320];
+	pid_t            pid;
+
+	snprintf(vars[0], sizeof(vars[0]), "KEYVISOR_INSTANCE=%s", d->instance);
+	snprintf(vars[1], sizeof(vars[1]), "KEYVISOR_SOCKET=%s", d->socket_path);
+	snprintf(vars[2], sizeof(vars[2]), "KEYVISOR_REGISTRY=%s", d->registry);
+	d->env[d->envc] = vars[0];
+	d->env[d->envc + 1] = vars[1];
+	d->env[d->envc + 2] = vars[2];
+	d->env[d->envc + 3] = NULL;
+	sr.envp = d->env;
+	pid = spawn_process(&sr, &stage);
+	d->env[d->envc] = NULL;
+	if (pid < 0) {
+		log_warnx("unable to execute %s: %s", d->main_argv[0],
+		    strerror(-pid));
+		d->exit_status = pid == -ENOENT ? 127 : 126;
+		daemon_shutdown(d, "no main command", false);
+		return;
+	}
+	d->main_pid = pid;
+	/* SIGTTOU is blocked, so a background keyvisord may do this. */
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp())
+		(void)tcsetpgrp(STDIN_FILENO, pid);
+	log_info("main command %s started: pid %d", d->main_argv[0], pid);
+}
+
+void
+daemon_main_exited(struct daemon *d, int status)
+{
+	struct svc_exit ex = svc_exit_from_status(status);
+	char            how[96];
+
+	svc_exit_describe(&ex, how, sizeof(how));
+	log_info("main command pid %d %s", d->main_pid, how);
+	d->exit_status = ex.signo != 0 ? 128 + ex.signo : ex.code;
+	d->main_pid = 0;
+	d->main_kill_at = 0;
+	daemon_shutdown(d, "the main command exited", false);
+}
+
+void
+daemon_shutdown(struct daemon *d, const char *why, bool by_request)
+{
+	if (by_request && d->main_pid > 0 && d->main_kill_at == 0) {
+		(void)kill(-d->main_pid, SIGTERM);
+		d->main_kill_at = now_ms() + 5000;
+	}
+	if (d->quit)
+		return;
+	log_info("%s: stopping %u workers", why, d->nchildren);
+	d->quit = true;
+	sup_shutdown(d);
+}
+
+/*
+ * A signal for the main command: pass it to its process group.  Termination
+ * signals also stop the keyed workers; keyvisord then exits when the main
+ * command does, with its status.  Without a main command they stop
+ * keyvisord, and SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH have nothing to do.
+ */
+static void
+on_forwarded(struct daemon *d, int sig)
+{
+	bool terminate = sig == SIGTERM || sig == SIGINT || sig == SIGQUIT;
+
+	if (d->main_pid > 0 && kill(-d->main_pid, sig) == -1 &&
+	    kill(d->main_pid, sig) == -1)
+		log_warn("unable to forward SIG%s to the main command",
+		    sigabbrev_np(sig));
+	if (terminate)
+		daemon_shutdown(d, sigabbrev_np(sig), false);
+}
+
+static bool
+is_forwarded(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		if (forwarded[i] == sig)
+			return true;
+	return false;
 }
 
 static void
@@ -377,24 +500,16 @@ on_signals(struct daemon *d)
 	pid_t                   hint = 0;
 
 	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		switch (si.ssi_signo) {
-		case SIGCHLD:
+		int sig = (int)si.ssi_signo;
+
+		if (sig == SIGCHLD) {
 			chld = true;
 			hint = (pid_t)si.ssi_pid;
-			break;
-		case SIGTERM:
-		case SIGINT:
-		case SIGQUIT:
-			if (!d->quit) {
-				log_info("%s: shutting down",
-				    sigabbrev_np((int)si.ssi_signo));
-				d->quit = true;
-				sup_shutdown(d);
-			}
-			break;
-		case SIGHUP:
-			log_info("SIGHUP: no configuration to reload");
-			break;
+		} else if (is_forwarded(sig)) {
+			on_forwarded(d, sig);
+		} else { /* read only so that it does not stay pending */
+			log_debug("ignored signal %d from pid %u", sig,
+			    si.ssi_pid);
 		}
 	}
 	/* SIGCHLD is only a hint: reap until nothing is left. */
@@ -414,6 +529,11 @@ on_timer(struct daemon *d)
 
 		d->accept_paused_until = 0;
 		(void)epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->listenfd, &ev);
+	}
+	if (d->main_kill_at != 0 && now >= d->main_kill_at && d->main_pid > 0) {
+		log_warnx("the main command outlived its stop timeout; SIGKILL");
+		(void)kill(-d->main_pid, SIGKILL);
+		d->main_kill_at = 0;
 	}
 	sup_timers(d, now);
 }
@@ -451,7 +571,7 @@ loop(struct daemon *d)
 		struct epoll_event evs[64];
 		int                i, n;
 
-		if (d->quit && d->nchildren == 0) {
+		if (d->quit && d->nchildren == 0 && d->main_pid == 0) {
 			if (flush_deadline == 0)
 				flush_deadline = now_ms() + 1000;
 			if (ctl_flushed(d) || now_ms() >= flush_deadline)

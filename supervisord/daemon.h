@@ -125,14 +125,23 @@ struct daemon {
 	/* Counters for info. */
 	uint64_t orphans, restarts, spawns;
 
+	/* The main command (container init), when one follows "--". */
+	char   **main_argv;
+	pid_t    main_pid;     /* 0: not running (none, or reaped) */
+	uint64_t main_kill_at; /* SIGKILL it then (ms), after a shutdown */
+
 	/* Shutdown. */
 	bool quit;
-	int  exit_status;
+	int  exit_status; /* the main command's, shell-style; else 0 */
 };
 
 /* daemon.c */
 uint64_t now_ms(void);
 void     loop_update_timer(struct daemon *d);
+/* Stop everything and exit; by_request: keyvisor shutdown, not a signal. */
+void     daemon_shutdown(struct daemon *d, const char *why, bool by_request);
+/* The main command was reaped with STATUS (a waitpid status). */
+void     daemon_main_exited(struct daemon *d, int status);
 
 /* sup.c: the keys. */
 int           sup_init(struct daemon *d);

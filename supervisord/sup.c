@@ -888,6 +888,8 @@ reap_one(struct daemon *d, idtype_t type, pid_t id)
 	}
 	if (c != NULL)
 		reaped(d, c, status);
+	else if (si.si_pid == d->main_pid)
+		daemon_main_exited(d, status);
 	else
 		d->orphans++; /* not a keyed worker: reaped, no more */
 	return true;
