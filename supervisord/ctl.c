@@ -268,6 +268,32 @@ ctl_emit(struct daemon *d, const char *key, json_t *ev)
 	free(s);
 }
 
+/*
+ * Who may connect: root, the daemon's own uid, and with socket_group the
+ * members of that group (primary or supplementary, from SO_PEERGROUPS).
+ * Identity is the kernel's word, never the client's.
+ */
+static bool
+peer_allowed(const struct daemon *d, int fd, const struct ucred *cr)
+{
+	gid_t     groups[256];
+	socklen_t len = sizeof(groups);
+	size_t    i;
+
+	if (cr->uid == 0 || cr->uid == getuid())
+		return true;
+	if (!d->has_socket_gid)
+		return false;
+	if (cr->gid == d->socket_gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1)
+		return false;
+	for (i = 0; i < len / sizeof(groups[0]); i++)
+		if (groups[i] == d->socket_gid)
+			return true;
+	return false;
+}
+
 void
 ctl_accept(struct daemon *d)
 {
@@ -291,7 +317,7 @@ ctl_accept(struct daemon *d)
 			return;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == -1 ||
-		    (cr.uid != 0 && cr.uid != getuid())) {
+		    !peer_allowed(d, fd, &cr)) {
 			static const char no[] =
 			    "{\"ok\":false,\"code\":\"permission\",\"error\":"
 			    "\"permission denied\"}\n";
@@ -479,6 +505,18 @@ do_keyed(struct daemon *d, uint32_t slot, struct child *c,
 }
 
 static void
+do_reload(struct daemon *d, uint32_t slot)
+{
+	char err[512];
+
+	if (daemon_reload(d, err, sizeof(err)) < 0)
+		reply_err(d, slot, "config", NULL, err);
+	else
+		ctl_reply(d, slot, d->clients[slot]->gen, json_pack("{s:b, s:i}",
+		    "ok", 1, "kinds", (int)d->nkinds));
+}
+
+static void
 dispatch(struct daemon *d, uint32_t slot, struct req *rq)
 {
 	struct child *c = rq->keylen ? sup_find(d, rq->key, rq->keylen) : NULL;
@@ -517,10 +555,20 @@ dispatch(struct daemon *d, uint32_t slot, struct req *rq)
 		do_watch(d, slot, rq);
 		break;
 	case REQ_KINDS:
+		ctl_reply(d, slot, d->clients[slot]->gen,
+		    json_pack("{s:b, s:o}", "ok", 1, "kinds", sup_kinds_json(d)));
+		break;
 	case REQ_RELOAD:
+		do_reload(d, slot);
+		break;
 	case REQ_TOUCH:
-		reply_err(d, slot, "usage", rq->key,
-		    "kinds need a configuration file (-c), not supported yet");
+		if (c == NULL) {
+			reply_err(d, slot, "not_found", rq->key, "not found");
+			break;
+		}
+		sup_touch(d, c);
+		ctl_reply(d, slot, d->clients[slot]->gen, json_pack("{s:b, s:s}",
+		    "ok", 1, "key", c->key));
 		break;
 	}
 }

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -68,6 +69,23 @@ number(const char *opt, const char *s)
 	return (uint32_t)n;
 }
 
+/*
+ * The configuration file, at start-up: any error in it stops keyvisord
+ * before it does anything (exit 2, the error on stderr as FILE:LINE: ...).
+ */
+static void
+config_load(struct daemon *d)
+{
+	char err[512];
+
+	if (d->conf_path == NULL)
+		return;
+	if (conf_load(d->conf_path, &d->conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "keyvisord: %s\n", err);
+		exit(EXIT_USAGE);
+	}
+}
+
 static void
 options(struct daemon *d, int argc, char **argv)
 {
@@ -91,10 +109,8 @@ options(struct daemon *d, int argc, char **argv)
 			name = optarg;
 			break;
 		case 'c':
-			fprintf(stderr, "keyvisord: -c %s: configuration files "
-			                "are not supported by this build\n",
-			    optarg);
-			exit(EXIT_USAGE);
+			d->conf_path = optarg;
+			break;
 		case 'r':
 			d->registry = optarg;
 			break;
@@ -120,16 +136,26 @@ options(struct daemon *d, int argc, char **argv)
 	}
 	if (optind < argc)
 		d->main_argv = argv + optind;
-	log_init("keyvisord", verbose);
+	config_load(d);
+	log_init("keyvisord", d->conf ? d->conf->log_level + verbose : 2 + verbose);
+	if (name == NULL && d->conf != NULL)
+		name = d->conf->instance;
 	d->instance = paths_instance(name);
 	if (!paths_name_ok(d->instance))
 		fatalx("invalid instance name '%s'", d->instance);
+	if (d->registry == NULL && d->conf != NULL)
+		d->registry = d->conf->registry;
 	if (d->registry == NULL)
 		d->registry = d->instance;
 	if (!paths_name_ok(d->registry))
 		fatalx("invalid registry name '%s'", d->registry);
+	if (d->capacity == 0 && d->conf != NULL && d->conf->has_capacity)
+		d->capacity = d->conf->capacity;
 	if (d->capacity == 0)
 		d->capacity = CAPACITY_DEFAULT;
+	if (d->max_children == 0 && d->conf != NULL &&
+	    d->conf->has_max_children)
+		d->max_children = d->conf->max_children;
 	if (d->max_children == 0)
 		d->max_children = d->capacity;
 }
@@ -275,7 +301,8 @@ instance_lock(struct daemon *d)
 static void
 registry_open(struct daemon *d)
 {
-	struct kv_reg_params p = {.capacity = d->capacity};
+	struct kv_reg_params p = {.capacity = d->capacity,
+	    .mode = d->conf ? d->conf->registry_mode : 0};
 	struct kv_reg       *old;
 	char                 dir[PATH_MAX];
 	int                  rc;
@@ -358,6 +385,77 @@ loop_update_timer(struct daemon *d)
 
 static void main_start(struct daemon *d);
 
+/*
+ * Every worker's channel costs the daemon one fd: take the whole hard
+ * limit for them.
+ */
+static void
+fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/*
+ * With socket_group, that group's members may connect too: the socket
+ * becomes 0660 and its directory 0750, both of that group (the peer check
+ * in ctl.c lets them in).
+ */
+static void
+socket_group(struct daemon *d)
+{
+	char dir[PATH_MAX];
+
+	if (d->conf == NULL || !d->conf->has_socket_gid)
+		return;
+	d->socket_gid = d->conf->socket_gid;
+	d->has_socket_gid = true;
+	snprintf(dir, sizeof(dir), "%s", d->socket_path);
+	*strrchr(dir, '/') = '\0';
+	if (chown(d->socket_path, (uid_t)-1, d->socket_gid) == -1 ||
+	    chmod(d->socket_path, 0660) == -1 ||
+	    chown(dir, (uid_t)-1, d->socket_gid) == -1 || chmod(dir, 0750) == -1)
+		fatal("unable to open %s to group %u", d->socket_path,
+		    (unsigned)d->socket_gid);
+}
+
+int
+daemon_reload(struct daemon *d, char *err, size_t len)
+{
+	struct conf *c;
+	int          rc;
+
+	if (d->conf_path == NULL) {
+		snprintf(err, len, "no configuration file: keyvisord runs "
+		                   "without -c");
+		return -ENOENT;
+	}
+	if ((rc = conf_load(d->conf_path, &c, err, len)) < 0) {
+		log_warnx("reload: %s; the configuration in force stays", err);
+		return rc;
+	}
+	if ((c->instance && strcmp(c->instance, d->instance) != 0) ||
+	    (c->registry && strcmp(c->registry, d->registry) != 0) ||
+	    (c->has_capacity && c->capacity != d->capacity))
+		log_warnx("reload: instance, registry and capacity cannot change "
+		          "while keyvisord runs; ignored");
+	d->bucket.rate = c->restart_rate;
+	d->bucket.burst = c->restart_burst ? c->restart_burst : 1;
+	if ((rc = sup_configure(d, c)) < 0) {
+		conf_free(c);
+		snprintf(err, len, "out of memory");
+		return rc;
+	}
+	log_info("reloaded %s: %zu kinds", d->conf_path, d->nkinds);
+	ctl_emit(d, "", json_pack("{s:s, s:i}", "event", "reloaded", "kinds",
+	    (int)d->nkinds));
+	return 0;
+}
+
 static void
 init(struct daemon *d)
 {
@@ -380,14 +478,25 @@ init(struct daemon *d)
 	instance_lock(d);
 	registry_open(d);
 	env_setup(d);
+	fd_limit();
 	if (sup_init(d) < 0)
 		fatalx("out of memory");
+	if (d->conf != NULL) {
+		struct conf *c = d->conf;
+
+		d->conf = NULL; /* sup_configure() takes it */
+		if (sup_configure(d, c) < 0)
+			fatalx("out of memory");
+		svc_bucket_init(&d->bucket, c->restart_rate, c->restart_burst,
+		    now_ms());
+	}
 	d->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (d->timerfd == -1 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->timerfd, &ev))
 		fatal("unable to set up the timer");
 	if ((rc = ctl_listen(d)) < 0)
 		fatalx("unable to listen on %s: %s", d->socket_path,
 		    strerror(-rc));
+	socket_group(d);
 	log_info("instance %s ready: pid %d, socket %s, registry /%s, "
 	         "capacity %u", d->instance, (int)d->pid, d->socket_path,
 	    d->segment, d->capacity);
@@ -466,13 +575,20 @@ daemon_shutdown(struct daemon *d, const char *why, bool by_request)
  * A signal for the main command: pass it to its process group.  Termination
  * signals also stop the keyed workers; keyvisord then exits when the main
  * command does, with its status.  Without a main command they stop
- * keyvisord, and SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH have nothing to do.
+ * keyvisord, SIGHUP reloads the configuration, and SIGUSR1, SIGUSR2 and
+ * SIGWINCH have nothing to do.
  */
 static void
 on_forwarded(struct daemon *d, int sig)
 {
 	bool terminate = sig == SIGTERM || sig == SIGINT || sig == SIGQUIT;
+	char err[512];
 
+	/* Without a main command, SIGHUP is ours: read the file again. */
+	if (sig == SIGHUP && d->main_argv == NULL) {
+		(void)daemon_reload(d, err, sizeof(err));
+		return;
+	}
 	if (d->main_pid > 0 && kill(-d->main_pid, sig) == -1 &&
 	    kill(d->main_pid, sig) == -1)
 		log_warn("unable to forward SIG%s to the main command",
@@ -553,6 +669,9 @@ dispatch(struct daemon *d, uint64_t data, uint32_t events)
 		break;
 	case TAG_CLIENT:
 		ctl_event(d, (uint32_t)data, events);
+		break;
+	case TAG_CHANNEL:
+		sup_channel(d, (int)(uint32_t)data, events);
 		break;
 	}
 }

@@ -14,13 +14,14 @@
 
 #include <jansson.h>
 
+#include "conf.h"
 #include "keyvisor/registry.h"
 #include "proto.h"
 #include "svc.h"
 
 /* epoll's data.u64: a tag in the high half, an index in the low half. */
 #define EV(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
-enum ev_tag { TAG_SIGNAL = 1, TAG_TIMER, TAG_LISTEN, TAG_CLIENT };
+enum ev_tag { TAG_SIGNAL = 1, TAG_TIMER, TAG_LISTEN, TAG_CLIENT, TAG_CHANNEL };
 
 /* A request waiting for something to happen to a key. */
 enum wait_kind {
@@ -29,6 +30,7 @@ enum wait_kind {
 	WAIT_RUNNING, /* wait: a worker running (or ready) */
 	WAIT_READY,   /* wait --ready */
 	WAIT_GONE,    /* wait --gone: the key forgotten */
+	WAIT_STARTED, /* start --wait-ready: the worker said READY */
 };
 
 struct waiter {
@@ -59,8 +61,18 @@ struct child {
 	uint64_t       started_ns; /* CLOCK_REALTIME of the current run */
 	struct child  *next_key, *next_pid; /* hash chains */
 	uint32_t       heap; /* index in the deadline heap + 1, or 0 */
+	uint64_t       due;  /* its key there: deadline() when last placed */
 	bool           exited; /* a process of this key has been reaped */
 	struct waiter *waiters;
+	int            chan; /* our end of the worker's channel, or -1 */
+	uint64_t       ttl_ms, watchdog_ms;   /* 0: none */
+	uint64_t       activity_ms, heartbeat_ms; /* the last, monotonic */
+	uint64_t       ready_deadline_ms; /* a --wait-ready start's; 0: none */
+	bool           publish_ready;  /* visible to lookups once READY */
+	bool           publish_set;    /* ... by the start request itself */
+	bool           from_kind;      /* the command is the kind's */
+	bool           warned;         /* a bad channel message was logged */
+	char          *message;        /* STATUS text, or NULL */
 	char          *cmd;  /* argc NUL-terminated strings */
 	uint32_t       cmdlen, argc;
 	char          *cwd;  /* NULL: the daemon's */
@@ -88,7 +100,21 @@ struct client {
 	uint64_t missed_from, missed_to; /* events dropped, 0: none */
 };
 
+/* A kind of the configuration in force, with what the daemon derives. */
+struct kindinfo {
+	const struct conf_kind *k;
+	gid_t                  *groups; /* supplementary, for k->user_name */
+	size_t                  ngroups;
+	uint32_t                count;  /* supervised keys of this kind */
+};
+
 struct daemon {
+	/* Configuration. */
+	const char      *conf_path; /* -c, or NULL */
+	struct conf     *conf;      /* NULL without -c */
+	struct kindinfo *kinds;
+	size_t           nkinds;
+
 	/* Identity. */
 	const char *instance, *registry;
 	char        socket_path[108], lock_path[128], segment[80];
@@ -97,8 +123,10 @@ struct daemon {
 	uint64_t    started_ms;
 	bool        pid1, subreaper;
 
-	/* Limits. */
+	/* Limits and access. */
 	uint32_t capacity, max_children;
+	bool     has_socket_gid;
+	gid_t    socket_gid;
 
 	/* Resources. */
 	int            epfd, sigfd, timerfd, listenfd, lockfd, reglockfd;
@@ -113,6 +141,8 @@ struct daemon {
 	uint32_t       nheap, heapcap;
 	struct svc_bucket bucket;        /* restart rate */
 	struct keywait   *keywaits;      /* waits for keys not yet started */
+	struct child    **chans;         /* by channel fd */
+	uint32_t          nchans;
 	uint32_t          turn_spawns;   /* policy restarts this loop turn */
 
 	/* Clients. */
@@ -140,6 +170,8 @@ uint64_t now_ms(void);
 void     loop_update_timer(struct daemon *d);
 /* Stop everything and exit; by_request: keyvisor shutdown, not a signal. */
 void     daemon_shutdown(struct daemon *d, const char *why, bool by_request);
+/* Read the configuration file again.  0, or -errno with ERR. */
+int      daemon_reload(struct daemon *d, char *err, size_t len);
 /* The main command was reaped with STATUS (a waitpid status). */
 void     daemon_main_exited(struct daemon *d, int status);
 
@@ -155,6 +187,11 @@ void          sup_timers(struct daemon *d, uint64_t now);
 void          sup_stop(struct daemon *d, struct child *c, uint32_t client);
 void          sup_restart(struct daemon *d, struct child *c, uint32_t client);
 void          sup_shutdown(struct daemon *d);
+void          sup_channel(struct daemon *d, int fd, uint32_t events);
+void          sup_touch(struct daemon *d, struct child *c);
+/* Install CONF (taking it) as the configuration in force.  0 or -errno. */
+int           sup_configure(struct daemon *d, struct conf *conf);
+json_t       *sup_kinds_json(const struct daemon *d);
 uint64_t      sup_next_deadline(const struct daemon *d);
 json_t       *sup_worker_json(const struct daemon *d, const struct child *c);
 void          sup_add_waiter(struct child *c, enum wait_kind k,

@@ -12,7 +12,7 @@
 #include "log.h"
 
 static const char *prog = "keyvisord";
-static int         verbosity;
+static int         verbosity = 2; /* 0 error, 1 warn, 2 info, 3 debug */
 
 void
 log_init(const char *progname, int verbose)
@@ -58,10 +58,10 @@ vlog(int err, const char *fmt, va_list ap)
 		errno = saved;                                                 \
 	}
 
-LOGFN(log_warn, 1, 0)
-LOGFN(log_warnx, 0, 0)
-LOGFN(log_info, 0, 0)
-LOGFN(log_debug, 0, 1)
+LOGFN(log_warn, 1, 1)
+LOGFN(log_warnx, 0, 1)
+LOGFN(log_info, 0, 2)
+LOGFN(log_debug, 0, 3)
 
 void
 fatal(const char *fmt, ...)

@@ -8,7 +8,8 @@
 
 #include <stdarg.h>
 
-void log_init(const char *progname, int verbose);
+/* LEVEL: 0 errors only, 1 warnings too, 2 information (default), 3 debug. */
+void log_init(const char *progname, int level);
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -11,16 +11,22 @@
  * a binary heap, so the loop's one timer is armed in O(1) and a crash storm
  * of thousands of keys costs O(log n) per key.
  */
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "chan.h"
 #include "daemon.h"
 #include "log.h"
 #include "siphash.h"
@@ -32,6 +38,8 @@ extern char **environ;
 #define TURN_SPAWNS_MAX 16
 
 static uint8_t map_seed[16];
+
+static void kinds_free(struct kindinfo *v, size_t n);
 
 static uint64_t
 realtime_ns(void)
@@ -143,6 +151,13 @@ sup_fini(struct daemon *d)
 		free(w);
 	}
 	d->keywaits = NULL;
+	free(d->chans);
+	d->chans = NULL;
+	d->nchans = 0;
+	kinds_free(d->kinds, d->nkinds);
+	d->kinds = NULL;
+	d->nkinds = 0;
+	d->conf = conf_free(d->conf);
 	free(d->by_key);
 	free(d->by_pid);
 	free(d->heap);
@@ -172,13 +187,42 @@ pid_find(struct daemon *d, pid_t pid)
 	return NULL;
 }
 
-/* The deadline heap: a min-heap of children by svc_next_deadline(). */
+/*
+ * A child's next deadline: svc's (restart delay, stop timeout, deferred
+ * spawn), a --wait-ready start's, and while a worker runs its idle
+ * lifetime and its watchdog.
+ */
+static uint64_t
+min_nz(uint64_t a, uint64_t b)
+{
+	return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
+static bool
+is_live(const struct child *c)
+{
+	return c->pid > 0 &&
+	    (c->svc.state == SVC_RUNNING || c->svc.state == SVC_READY);
+}
 
 static uint64_t
 deadline(const struct child *c)
 {
-	return svc_next_deadline(&c->svc);
+	uint64_t t = min_nz(svc_next_deadline(&c->svc), c->ready_deadline_ms);
+
+	if (is_live(c) && c->ttl_ms != 0)
+		t = min_nz(t, c->activity_ms + c->ttl_ms);
+	if (is_live(c) && c->watchdog_ms != 0)
+		t = min_nz(t, c->heartbeat_ms + c->watchdog_ms);
+	return t;
 }
+
+/*
+ * The deadline heap: a min-heap of children by their due time, the
+ * deadline() they had when placed.  Heartbeats and activity only push a
+ * deadline later, so they do not touch the heap: a child whose due time
+ * comes too early is simply placed again (see child_timeout()).
+ */
 
 static void
 heap_set(struct daemon *d, uint32_t i, struct child *c)
@@ -192,7 +236,7 @@ heap_up(struct daemon *d, uint32_t i)
 {
 	struct child *c = d->heap[i];
 
-	while (i > 0 && deadline(d->heap[(i - 1) / 2]) > deadline(c)) {
+	while (i > 0 && d->heap[(i - 1) / 2]->due > c->due) {
 		heap_set(d, i, d->heap[(i - 1) / 2]);
 		i = (i - 1) / 2;
 	}
@@ -209,9 +253,9 @@ heap_down(struct daemon *d, uint32_t i)
 
 		if (l >= d->nheap)
 			break;
-		if (l + 1 < d->nheap && deadline(d->heap[l + 1]) < deadline(d->heap[l]))
+		if (l + 1 < d->nheap && d->heap[l + 1]->due < d->heap[l]->due)
 			m = l + 1;
-		if (deadline(d->heap[m]) >= deadline(c))
+		if (d->heap[m]->due >= c->due)
 			break;
 		heap_set(d, i, d->heap[m]);
 		i = m;
@@ -239,7 +283,7 @@ static void
 heap_fix(struct daemon *d, struct child *c)
 {
 	heap_remove(d, c);
-	if (deadline(c) == 0)
+	if ((c->due = deadline(c)) == 0)
 		return;
 	if (d->nheap == d->heapcap) {
 		uint32_t       cap = d->heapcap ? d->heapcap * 2 : 64;
@@ -257,36 +301,215 @@ heap_fix(struct daemon *d, struct child *c)
 uint64_t
 sup_next_deadline(const struct daemon *d)
 {
-	return d->nheap > 0 ? deadline(d->heap[0]) : 0;
+	return d->nheap > 0 ? d->heap[0]->due : 0;
+}
+
+/* Kinds. */
+
+static struct kindinfo *
+kind_find(const struct daemon *d, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[0] != '\0' && i < d->nkinds; i++)
+		if (strcmp(d->kinds[i].k->name, name) == 0)
+			return &d->kinds[i];
+	return NULL;
+}
+
+/* The supplementary groups of KIND's user, as initgroups(3) would set. */
+static int
+kind_groups(const struct conf_kind *k, struct kindinfo *ki)
+{
+	int    n = 16;
+	gid_t *g = NULL;
+
+	if (!k->has_user)
+		return 0;
+	for (;;) {
+		gid_t *ng = reallocarray(g, (size_t)n, sizeof(*g));
+		int    m = n;
+
+		if (ng == NULL) {
+			free(g);
+			return -ENOMEM;
+		}
+		g = ng;
+		if (k->user_name == NULL) { /* a bare uid: its group only */
+			g[0] = k->gid;
+			n = 1;
+			break;
+		}
+		if (getgrouplist(k->user_name, k->gid, g, &m) != -1) {
+			n = m;
+			break;
+		}
+		n = m > n ? m : n * 2;
+	}
+	ki->groups = g;
+	ki->ngroups = (size_t)n;
+	return 0;
+}
+
+static void
+kinds_free(struct kindinfo *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i].groups);
+	free(v);
+}
+
+int
+sup_configure(struct daemon *d, struct conf *conf)
+{
+	struct kindinfo *v = calloc(conf->nkinds + 1, sizeof(*v));
+	struct kindinfo *old = d->kinds;
+	size_t           i, nold = d->nkinds;
+	uint32_t         b;
+
+	if (v == NULL)
+		return -ENOMEM;
+	for (i = 0; i < conf->nkinds; i++) {
+		v[i].k = &conf->kinds[i];
+		if (kind_groups(v[i].k, &v[i]) < 0) {
+			kinds_free(v, i);
+			return -ENOMEM;
+		}
+	}
+	d->kinds = v;
+	d->nkinds = conf->nkinds;
+	for (b = 0; b < d->nbuckets; b++) {
+		struct child    *c;
+		struct kindinfo *ki;
+
+		for (c = d->by_key[b]; c != NULL; c = c->next_key)
+			if ((ki = kind_find(d, c->kind)) != NULL)
+				ki->count++;
+	}
+	kinds_free(old, nold);
+	conf_free(d->conf);
+	d->conf = conf;
+	return 0;
+}
+
+/* What a start request resolves to, with its kind. */
+struct spec {
+	char *const     *argv;
+	size_t           argc;
+	char           **expanded; /* the kind's command for the key; owned */
+	struct svc_policy policy;
+	struct kindinfo *ki;
+};
+
+static void
+policy_override(struct svc_policy *p, const struct req *rq)
+{
+	if (rq->set & REQ_SET_RESTART)
+		p->restart = rq->policy.restart;
+	if (rq->set & REQ_SET_MAX_RESTARTS)
+		p->max_restarts = rq->policy.max_restarts;
+	if (rq->set & REQ_SET_MAX_SECONDS)
+		p->max_seconds_ms = rq->policy.max_seconds_ms;
+	if (rq->set & REQ_SET_STOP_TIMEOUT)
+		p->stop_timeout_ms = rq->policy.stop_timeout_ms;
+	if (rq->set & REQ_SET_RESTART_DELAY)
+		p->restart_delay_ms = rq->policy.restart_delay_ms;
+	if (rq->set & REQ_SET_BACKOFF_MAX)
+		p->backoff_max_ms = rq->policy.backoff_max_ms;
+}
+
+/*
+ * Resolve RQ: its own command, or its kind's expanded for the key; the
+ * kind's policy (or the defaults) under the request's own settings.
+ * Returns NULL, or the reply's code with a sentence in MSG.
+ */
+static const char *
+resolve(struct daemon *d, const struct req *rq, struct spec *sp, char *msg,
+    size_t len)
+{
+	memset(sp, 0, sizeof(*sp));
+	sp->policy = svc_policy_default();
+	if (rq->kind[0] != '\0') {
+		if ((sp->ki = kind_find(d, rq->kind)) == NULL) {
+			snprintf(msg, len, "unknown kind \"%s\"", rq->kind);
+			return "usage";
+		}
+		sp->policy = sp->ki->k->policy;
+	}
+	policy_override(&sp->policy, rq);
+	if (rq->argv != NULL && rq->argc > 0) {
+		sp->argv = rq->argv;
+		sp->argc = rq->argc;
+	} else if (sp->ki != NULL && sp->ki->k->argc > 0) {
+		sp->expanded = conf_expand(sp->ki->k->argv, sp->ki->k->argc,
+		    rq->key);
+		if (sp->expanded == NULL) {
+			snprintf(msg, len, "out of memory");
+			return "internal";
+		}
+		sp->argv = sp->expanded;
+		sp->argc = sp->ki->k->argc;
+	} else {
+		snprintf(msg, len, sp->ki ? "kind %s has no command: give one "
+		                            "after --" : "no command given",
+		    rq->kind);
+		return "usage";
+	}
+	if (sp->ki != NULL && sp->ki->k->max_children != 0 &&
+	    sp->ki->count >= sp->ki->k->max_children) {
+		snprintf(msg, len, "max_children of kind %s reached (%u)",
+		    rq->kind, sp->ki->k->max_children);
+		return "capacity";
+	}
+	return NULL;
 }
 
 /* Children. */
 
-static struct child *
-child_new(const struct req *rq)
+/* Store ARGV as C's command: argc strings back to back. */
+static int
+set_cmd(struct child *c, char *const *argv, size_t argc)
 {
-	struct child *c;
-	size_t        i, n = 0;
-	char         *p;
+	size_t i, n = 0;
+	char  *cmd, *p;
 
-	for (i = 0; i < rq->argc; i++)
-		n += strlen(rq->argv[i]) + 1;
-	c = calloc(1, sizeof(*c) + rq->keylen + 1);
+	for (i = 0; i < argc; i++)
+		n += strlen(argv[i]) + 1;
+	if ((cmd = malloc(n)) == NULL)
+		return -ENOMEM;
+	for (i = 0, p = cmd; i < argc; i++)
+		p = stpcpy(p, argv[i]) + 1;
+	free(c->cmd);
+	c->cmd = cmd;
+	c->cmdlen = (uint32_t)n;
+	c->argc = (uint32_t)argc;
+	return 0;
+}
+
+static struct child *
+child_new(const struct req *rq, const struct spec *sp)
+{
+	struct child *c = calloc(1, sizeof(*c) + rq->keylen + 1);
+
 	if (c == NULL)
 		return NULL;
-	c->cmd = malloc(n);
+	c->chan = -1;
 	c->cwd = rq->cwd != NULL ? strdup(rq->cwd) : NULL;
-	if (c->cmd == NULL || (rq->cwd != NULL && c->cwd == NULL) ||
-	    svc_init(&c->svc, &rq->policy) < 0) {
+	if (set_cmd(c, sp->argv, sp->argc) < 0 ||
+	    (rq->cwd != NULL && c->cwd == NULL) ||
+	    svc_init(&c->svc, &sp->policy) < 0) {
 		free(c->cmd);
 		free(c->cwd);
 		free(c);
 		return NULL;
 	}
-	for (i = 0, p = c->cmd; i < rq->argc; i++)
-		p = stpcpy(p, rq->argv[i]) + 1;
-	c->cmdlen = (uint32_t)n;
-	c->argc = (uint32_t)rq->argc;
+	c->from_kind = sp->expanded != NULL;
+	c->publish_set = (rq->set & REQ_SET_PUBLISH) != 0;
+	c->publish_ready = c->publish_set
+	    ? rq->publish_ready
+	    : sp->ki != NULL && sp->ki->k->publish_ready;
 	memcpy(c->kind, rq->kind, sizeof(c->kind));
 	c->keylen = (uint16_t)rq->keylen;
 	memcpy(c->key, rq->key, rq->keylen + 1);
@@ -296,10 +519,14 @@ child_new(const struct req *rq)
 static int
 child_add(struct daemon *d, struct child *c)
 {
+	struct kindinfo *ki = kind_find(d, c->kind);
+
 	if (d->nchildren >= d->nbuckets && maps_grow(d) < 0)
 		return -ENOMEM;
 	link_key(d, c);
 	d->nchildren++;
+	if (ki != NULL)
+		ki->count++;
 	return 0;
 }
 
@@ -308,11 +535,47 @@ static void reply_waiters(struct daemon *d, struct child *c, enum wait_kind k,
 
 static json_t *gone_json(const struct daemon *d, const struct child *c);
 
+/* The worker channel: our end, by fd. */
+
+static void
+chan_close(struct daemon *d, struct child *c)
+{
+	if (c->chan < 0)
+		return;
+	d->chans[c->chan] = NULL;
+	close(c->chan); /* also leaves the epoll set */
+	c->chan = -1;
+}
+
+static int
+chan_attach(struct daemon *d, struct child *c, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN,
+	    .data.u64 = EV(TAG_CHANNEL, fd)};
+
+	if ((uint32_t)fd >= d->nchans) {
+		uint32_t       n = (uint32_t)fd + 1024;
+		struct child **v = reallocarray(d->chans, n, sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		memset(v + d->nchans, 0, (n - d->nchans) * sizeof(*v));
+		d->chans = v;
+		d->nchans = n;
+	}
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+		return -errno;
+	d->chans[fd] = c;
+	c->chan = fd;
+	return 0;
+}
+
 /* Forget C: answer whoever waits on it, and free it. */
 static void
 child_free(struct daemon *d, struct child *c)
 {
-	struct waiter *w, *next;
+	struct kindinfo *ki;
+	struct waiter   *w, *next;
 
 	reply_waiters(d, c, WAIT_STOPPED, gone_json);
 	reply_waiters(d, c, WAIT_GONE, gone_json);
@@ -327,11 +590,15 @@ child_free(struct daemon *d, struct child *c)
 	}
 	c->waiters = NULL;
 	heap_remove(d, c);
+	chan_close(d, c);
 	if (c->pid > 0)
 		unlink_from(&d->by_pid[pid_slot(d, c->pid)], c, true);
 	unlink_from(&d->by_key[key_slot(d, c->key, c->keylen)], c, false);
 	d->nchildren--;
+	if ((ki = kind_find(d, c->kind)) != NULL && ki->count > 0)
+		ki->count--;
 	svc_fini(&c->svc);
+	free(c->message);
 	free(c->cmd);
 	free(c->cwd);
 	free(c);
@@ -367,6 +634,7 @@ sup_wait_done(const struct child *c, enum wait_kind k)
 	case WAIT_STOPPED:
 	case WAIT_RESTARTED:
 	case WAIT_GONE:
+	case WAIT_STARTED:
 		break;
 	}
 	return false;
@@ -444,27 +712,39 @@ entry_of(const struct daemon *d, const struct child *c, pid_t pid)
 	e.owner = d->pid;
 	e.incarnation = c->svc.incarnation;
 	memcpy(e.kind, c->kind, sizeof(e.kind));
-	e.flags = pid > 0 ? KV_ENTRY_PUBLISHED : 0;
+	e.flags = pid > 0 && !c->publish_ready ? KV_ENTRY_PUBLISHED : 0;
 	return e;
 }
 
-/* The argv and environment for C's exec.  Returns -ENOMEM on failure. */
+/*
+ * The argv and environment for C's exec: the daemon's environment, the
+ * kind's on top (a name set by both takes the kind's value), then the
+ * KEYVISOR_* variables.  Returns 0 or -ENOMEM; exec_args_free() after.
+ */
+#define EXEC_VARS 6
 struct exec_args {
-	char **argv;
-	char   vars[5][320];
+	char **argv, **envp;
+	char   vars[EXEC_VARS][320];
 };
 
-static int
-exec_args(struct daemon *d, const struct child *c, struct exec_args *a)
+static bool
+env_overridden(const struct conf_kind *k, const char *e)
 {
-	const char *p = c->cmd;
-	uint32_t    i;
+	size_t i;
 
-	a->argv = calloc(c->argc + 1, sizeof(*a->argv));
-	if (a->argv == NULL)
-		return -ENOMEM;
-	for (i = 0; i < c->argc; i++, p += strlen(p) + 1)
-		a->argv[i] = (char *)p;
+	for (i = 0; k != NULL && i < k->envc; i++) {
+		size_t n = (size_t)(strchr(k->env[i], '=') - k->env[i]) + 1;
+
+		if (strncmp(e, k->env[i], n) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+exec_vars(struct daemon *d, const struct child *c, int notify,
+    struct exec_args *a)
+{
 	snprintf(a->vars[0], sizeof(a->vars[0]), "KEYVISOR_KEY=%s", c->key);
 	snprintf(a->vars[1], sizeof(a->vars[1]), "KEYVISOR_INSTANCE=%s",
 	    d->instance);
@@ -474,8 +754,125 @@ exec_args(struct daemon *d, const struct child *c, struct exec_args *a)
 	    d->socket_path);
 	snprintf(a->vars[4], sizeof(a->vars[4]), "KEYVISOR_REGISTRY=%s",
 	    d->registry);
-	for (i = 0; i < 5; i++)
-		d->env[d->envc + i] = a->vars[i];
+	snprintf(a->vars[5], sizeof(a->vars[5]), "KEYVISOR_NOTIFY_FD=%d",
+	    notify);
+}
+
+static int
+exec_args(struct daemon *d, const struct child *c,
+    const struct conf_kind *k, int notify, struct exec_args *a)
+{
+	const char *p = c->cmd;
+	size_t      i, n = 0, nenv = d->envc + (k ? k->envc : 0) + EXEC_VARS;
+
+	a->argv = calloc(c->argc + 1, sizeof(*a->argv));
+	a->envp = calloc(nenv + 1, sizeof(*a->envp));
+	if (a->argv == NULL || a->envp == NULL) {
+		free(a->argv);
+		free(a->envp);
+		return -ENOMEM;
+	}
+	for (i = 0; i < c->argc; i++, p += strlen(p) + 1)
+		a->argv[i] = (char *)p;
+	for (i = 0; i < d->envc; i++)
+		if (!env_overridden(k, d->env[i]))
+			a->envp[n++] = d->env[i];
+	for (i = 0; k != NULL && i < k->envc; i++)
+		a->envp[n++] = k->env[i];
+	exec_vars(d, c, notify, a);
+	for (i = 0; i < EXEC_VARS - (notify < 0); i++)
+		a->envp[n++] = a->vars[i];
+	return 0;
+}
+
+static void
+exec_args_free(struct exec_args *a)
+{
+	free(a->argv);
+	free(a->envp);
+}
+
+/* What the kind says about the process: identity, umask, limits, cwd. */
+static void
+spawn_kind(const struct child *c, const struct kindinfo *ki,
+    struct spawn_req *sr, struct spawn_limit *lim)
+{
+	const struct conf_kind *k = ki != NULL ? ki->k : NULL;
+	size_t                  i;
+
+	sr->cwd = c->cwd;
+	if (k == NULL)
+		return;
+	if (sr->cwd == NULL)
+		sr->cwd = k->directory;
+	if (k->has_user) {
+		sr->set_ids = true;
+		sr->uid = k->uid;
+		sr->gid = k->gid;
+		sr->groups = ki->groups;
+		sr->ngroups = ki->ngroups;
+	}
+	sr->set_umask = k->has_umask;
+	sr->umask = k->umask;
+	for (i = 0; i < k->nlimits; i++) {
+		lim[i].resource = k->limits[i].resource;
+		lim[i].lim = k->limits[i].lim;
+	}
+	sr->limits = lim;
+	sr->nlimits = k->nlimits;
+}
+
+/*
+ * A channel for a worker: our end non-blocking in *OURS, its end in
+ * *THEIRS.  Without one (out of fds) the worker still runs, and says so
+ * once in the log; it just cannot talk back.
+ */
+static void
+chan_open(struct daemon *d, int *ours, int *theirs)
+{
+	static bool warned;
+	int         sv[2];
+
+	*ours = *theirs = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		if (!warned)
+			log_warn("unable to make a worker channel (once)");
+		warned = true;
+		return;
+	}
+	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	*ours = sv[0];
+	*theirs = sv[1];
+}
+
+/*
+ * PID runs C's command: take its channel, publish it (or only fill in the
+ * pid, for a key published once ready), and mark it started.
+ */
+static int
+spawned(struct daemon *d, struct child *c, pid_t pid, int chan)
+{
+	struct kv_entry e;
+	uint64_t        now = now_ms();
+	int             rc;
+
+	c->pid = pid;
+	c->started_ns = realtime_ns();
+	(void)kv_proc_start_time(pid, &c->start_time);
+	e = entry_of(d, c, pid);
+	e.start_time = c->start_time;
+	if ((rc = kv_reg_replace(d->reg, 0, &e)) < 0)
+		log_warnx("%s: unable to publish pid %d: %s", c->key, pid,
+		    kv_reg_strerror(rc));
+	if (chan >= 0 && chan_attach(d, c, chan) < 0)
+		close(chan);
+	c->activity_ms = c->heartbeat_ms = now;
+	c->warned = false;
+	link_pid(d, c);
+	d->nrunning++;
+	d->spawns++;
+	c->last_pid = 0;
+	svc_started(&c->svc, now);
 	return 0;
 }
 
@@ -489,46 +886,49 @@ static int
 child_spawn(struct daemon *d, struct child *c, enum spawn_stage *stage,
     pid_t *holder)
 {
-	struct kv_entry  e = entry_of(d, c, 0), ex;
-	struct exec_args a;
-	struct spawn_req sr = {0};
-	pid_t            pid;
-	int              rc;
+	struct kindinfo   *ki = kind_find(d, c->kind);
+	struct kv_entry    e = entry_of(d, c, 0), ex;
+	struct spawn_limit lim[CONF_LIMIT_MAX];
+	struct spawn_req   sr = {0};
+	struct exec_args   a;
+	int                ours, theirs, rc;
+	pid_t              pid;
 
 	*stage = SPAWN_FORK;
+	if (ki != NULL) { /* the kind as it is now, for every (re)start */
+		c->ttl_ms = ki->k->ttl_ms;
+		c->watchdog_ms = ki->k->watchdog_ms;
+		if (!c->publish_set)
+			c->publish_ready = ki->k->publish_ready;
+		e = entry_of(d, c, 0);
+	}
 	rc = kv_reg_register(d->reg, &e, &ex);
 	if (rc == -EEXIST)
 		*holder = ex.pid;
 	if (rc < 0)
 		return rc;
-	if ((rc = exec_args(d, c, &a)) < 0) {
-		kv_reg_unregister(d->reg, c->key, c->keylen, 0);
-		return rc;
+	chan_open(d, &ours, &theirs);
+	if ((rc = exec_args(d, c, ki ? ki->k : NULL, theirs, &a)) < 0) {
+		pid = rc;
+		goto fail;
 	}
 	sr.argv = a.argv;
-	sr.envp = d->env;
-	sr.cwd = c->cwd;
-	sr.keep_fd = -1;
+	sr.envp = a.envp;
+	sr.keep_fd = theirs;
+	spawn_kind(c, ki, &sr, lim);
 	pid = spawn_process(&sr, stage);
-	free(a.argv);
-	if (pid < 0) {
-		kv_reg_unregister(d->reg, c->key, c->keylen, 0);
-		return pid;
-	}
-	c->pid = pid;
-	c->started_ns = realtime_ns();
-	(void)kv_proc_start_time(pid, &c->start_time);
-	e = entry_of(d, c, pid);
-	e.start_time = c->start_time;
-	if ((rc = kv_reg_replace(d->reg, 0, &e)) < 0)
-		log_warnx("%s: unable to publish pid %d: %s", c->key, pid,
-		    kv_reg_strerror(rc));
-	link_pid(d, c);
-	d->nrunning++;
-	d->spawns++;
-	c->last_pid = 0;
-	svc_started(&c->svc, now_ms());
-	return 0;
+	exec_args_free(&a);
+	if (pid < 0)
+		goto fail;
+	close(theirs);
+	return spawned(d, c, pid, ours);
+fail:
+	if (ours >= 0)
+		close(ours);
+	if (theirs >= 0)
+		close(theirs);
+	kv_reg_unregister(d->reg, c->key, c->keylen, 0);
+	return pid;
 }
 
 int
@@ -599,6 +999,26 @@ static void apply(struct daemon *d, struct child *c, struct svc_effects fx,
     bool user);
 
 /*
+ * A worker started from its kind's command is restarted with the kind's
+ * command as it is now (after a reload); if the kind is gone, or cannot be
+ * expanded, it keeps the last one.
+ */
+static void
+refresh_cmd(struct daemon *d, struct child *c)
+{
+	struct kindinfo *ki;
+	char           **argv;
+
+	if (!c->from_kind || (ki = kind_find(d, c->kind)) == NULL ||
+	    ki->k->argc == 0)
+		return;
+	if ((argv = conf_expand(ki->k->argv, ki->k->argc, c->key)) == NULL)
+		return;
+	(void)set_cmd(c, argv, ki->k->argc);
+	conf_argv_free(argv);
+}
+
+/*
  * A spawn that svc asked for.  Restarts by policy take a token from the
  * daemon-wide bucket first; a user's request does not wait for one.
  */
@@ -625,6 +1045,7 @@ respawn(struct daemon *d, struct child *c, bool user)
 		return;
 	}
 	d->turn_spawns++;
+	refresh_cmd(d, c);
 	rc = child_spawn(d, c, &stage, &holder);
 	if (rc == 0) {
 		d->restarts++;
@@ -680,6 +1101,200 @@ apply(struct daemon *d, struct child *c, struct svc_effects fx, bool user)
 	}
 	if (fx.reply)
 		reply_waiters(d, c, WAIT_STOPPED, gone_json);
+	heap_fix(d, c);
+}
+
+/* The worker channel's messages. */
+
+static json_t *
+ready_json(const struct daemon *d, const struct child *c)
+{
+	json_t *v = pid_json(d, c);
+
+	json_object_set_new(v, "started", json_true());
+	return v;
+}
+
+/* Answer the --wait-ready starts of C with an error. */
+static void
+fail_start(struct daemon *d, struct child *c, const char *code,
+    const char *msg)
+{
+	struct waiter **pp = &c->waiters, *w;
+
+	c->ready_deadline_ms = 0;
+	while ((w = *pp) != NULL) {
+		if (w->kind != WAIT_STARTED) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		ctl_reply(d, w->client, w->gen,
+		    json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "code", code,
+		        "error", msg, "key", c->key));
+		free(w);
+	}
+}
+
+/* Make C's registry entry visible to lookups, keeping its value. */
+static void
+publish(struct daemon *d, struct child *c)
+{
+	struct kv_entry e;
+	int             rc = kv_reg_get(d->reg, c->key, c->keylen, &e);
+
+	if (rc == 0 && e.pid == c->pid) {
+		e.flags |= KV_ENTRY_PUBLISHED;
+		rc = kv_reg_replace(d->reg, c->pid, &e);
+	}
+	if (rc < 0)
+		log_warnx("%s: unable to publish pid %d: %s", c->key, c->pid,
+		    kv_reg_strerror(rc));
+}
+
+static void
+became_ready(struct daemon *d, struct child *c)
+{
+	if (svc_ready(&c->svc) < 0)
+		return; /* not running, or ready already */
+	if (c->publish_ready)
+		publish(d, c);
+	c->ready_deadline_ms = 0;
+	log_info("%s: pid %d ready", c->key, c->pid);
+	emit(d, c, "ready", json_pack("{s:i}", "pid", (int)c->pid));
+	reply_waiters(d, c, WAIT_STARTED, ready_json);
+	reply_waiters(d, c, WAIT_READY, pid_json);
+	heap_fix(d, c);
+}
+
+static void
+on_message(struct daemon *d, struct child *c, const char *buf, size_t n)
+{
+	struct chan_msg m;
+	int             rc;
+
+	if (chan_parse(buf, n, &m) < 0) {
+		if (!c->warned)
+			log_warnx("%s: bad message on the worker channel "
+			          "(further ones are ignored silently)", c->key);
+		c->warned = true;
+		return;
+	}
+	switch (m.kind) {
+	case CHAN_READY:
+		became_ready(d, c);
+		break;
+	case CHAN_HEARTBEAT:
+		c->heartbeat_ms = now_ms();
+		break;
+	case CHAN_TOUCH:
+		c->activity_ms = now_ms();
+		break;
+	case CHAN_VALUE:
+		rc = kv_reg_set_value(d->reg, c->key, c->keylen, c->pid,
+		    m.value, m.len);
+		if (rc < 0)
+			log_warnx("%s: unable to publish a value: %s", c->key,
+			    kv_reg_strerror(rc));
+		break;
+	case CHAN_STATUS:
+		free(c->message);
+		c->message = m.len > 0 ? strdup(m.text) : NULL;
+		break;
+	}
+}
+
+/*
+ * Messages from a worker.  At most a batch per wakeup, so that a chatty
+ * worker cannot starve the loop; epoll reports the rest next turn.
+ */
+void
+sup_channel(struct daemon *d, int fd, uint32_t events)
+{
+	struct child *c = (uint32_t)fd < d->nchans ? d->chans[fd] : NULL;
+	char          buf[CHAN_MSG_MAX + 1];
+	int           i;
+
+	for (i = 0; c != NULL && c->chan == fd && i < 64; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) { /* the worker closed it, or exited */
+			chan_close(d, c);
+			return;
+		}
+		if (c->pid > 0)
+			on_message(d, c, buf, (size_t)n);
+	}
+}
+
+void
+sup_touch(struct daemon *d, struct child *c)
+{
+	c->activity_ms = now_ms();
+}
+
+/* Timeouts beyond svc's: readiness, the watchdog, the idle lifetime. */
+
+static void
+not_ready(struct daemon *d, struct child *c, uint64_t now)
+{
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "not ready within %.3gs",
+	    (double)(now - c->svc.started_ms) / 1000);
+	log_warnx("%s: pid %d %s; stopping it", c->key, c->pid, msg);
+	fail_start(d, c, "timeout", msg);
+	apply(d, c, svc_stop(&c->svc, now), true);
+}
+
+static void
+watchdog_fired(struct daemon *d, struct child *c, uint64_t now)
+{
+	log_warnx("%s: pid %d sent no heartbeat for %.3gs; killing it",
+	    c->key, c->pid, (double)(now - c->heartbeat_ms) / 1000);
+	emit(d, c, "watchdog", json_pack("{s:i}", "pid", (int)c->pid));
+	if (kill(-c->pid, SIGKILL) == -1 && errno != ESRCH)
+		log_warn("%s: unable to kill group %d", c->key, c->pid);
+	c->heartbeat_ms = now; /* once: the reap follows */
+}
+
+static void
+idle_expired(struct daemon *d, struct child *c, uint64_t now)
+{
+	log_info("%s: idle for %.3gs; stopping pid %d", c->key,
+	    (double)(now - c->activity_ms) / 1000, c->pid);
+	emit(d, c, "idle", json_pack("{s:i}", "pid", (int)c->pid));
+	apply(d, c, svc_stop(&c->svc, now), true);
+}
+
+/*
+ * C's due time has come: find which deadline it was.  A due time set
+ * before a heartbeat or some activity may come early; C is then simply
+ * placed again.  C may be freed.
+ */
+static void
+child_timeout(struct daemon *d, struct child *c, uint64_t now)
+{
+	uint64_t sd = svc_next_deadline(&c->svc);
+
+	if (sd != 0 && now >= sd) {
+		apply(d, c, svc_timeout(&c->svc, now), false);
+		return;
+	}
+	if (c->ready_deadline_ms != 0 && now >= c->ready_deadline_ms) {
+		not_ready(d, c, now);
+		return;
+	}
+	if (is_live(c) && c->watchdog_ms != 0 &&
+	    now >= c->heartbeat_ms + c->watchdog_ms)
+		watchdog_fired(d, c, now);
+	else if (is_live(c) && c->ttl_ms != 0 &&
+	    now >= c->activity_ms + c->ttl_ms) {
+		idle_expired(d, c, now);
+		return;
+	}
 	heap_fix(d, c);
 }
 
@@ -757,12 +1372,24 @@ start_failed(struct daemon *d, uint32_t client, const struct child *c,
 	}
 }
 
+/* How long a --wait-ready start waits for READY: request, kind, 10 s. */
+static uint64_t
+ready_timeout(const struct req *rq, const struct kindinfo *ki)
+{
+	if (rq->set & REQ_SET_READY_TIMEOUT)
+		return rq->ready_timeout_ms;
+	return ki != NULL ? ki->k->ready_timeout_ms : 10000;
+}
+
 void
 sup_start(struct daemon *d, const struct req *rq, uint32_t client)
 {
 	enum spawn_stage stage;
+	struct spec      sp;
 	struct child    *c;
+	const char      *code;
 	pid_t            holder = 0;
+	char             msg[128];
 	json_t          *v;
 	int              rc;
 
@@ -770,17 +1397,19 @@ sup_start(struct daemon *d, const struct req *rq, uint32_t client)
 		start_existing(d, rq, c, client);
 		return;
 	}
-	if (rq->argv == NULL || rq->argc == 0) {
-		reply_error(d, client, "usage", NULL, rq->key,
-		    "no command given");
-		return;
-	}
 	if (d->nchildren >= d->max_children) {
 		reply_error(d, client, "capacity", NULL, rq->key,
 		    "max_children reached");
 		return;
 	}
-	if ((c = child_new(rq)) == NULL || child_add(d, c) < 0) {
+	if ((code = resolve(d, rq, &sp, msg, sizeof(msg))) != NULL) {
+		reply_error(d, client, code, NULL, rq->key, msg);
+		conf_argv_free(sp.expanded);
+		return;
+	}
+	c = child_new(rq, &sp);
+	conf_argv_free(sp.expanded);
+	if (c == NULL || child_add(d, c) < 0) {
 		free(c);
 		reply_error(d, client, "internal", NULL, rq->key,
 		    "out of memory");
@@ -794,6 +1423,15 @@ sup_start(struct daemon *d, const struct req *rq, uint32_t client)
 	}
 	adopt_waits(d, c);
 	started(d, c);
+	if (rq->wait_ready || (sp.ki != NULL && sp.ki->k->ready_fd)) {
+		/* The reply waits for READY (or the timeout, or an exit). */
+		d->clients[client]->busy = true;
+		sup_add_waiter(c, WAIT_STARTED, client, d->clients[client]->gen);
+		c->ready_deadline_ms = now_ms() + ready_timeout(rq, sp.ki);
+		heap_fix(d, c);
+		return;
+	}
+	heap_fix(d, c); /* its idle lifetime and watchdog, if it has them */
 	v = pid_json(d, c);
 	json_object_set_new(v, "started", json_true());
 	ctl_reply(d, client, d->clients[client]->gen, v);
@@ -845,6 +1483,7 @@ reaped(struct daemon *d, struct child *c, int status)
 	char            how[96];
 
 	unlink_from(&d->by_pid[pid_slot(d, c->pid)], c, true);
+	chan_close(d, c);
 	c->last_pid = c->pid;
 	c->pid = 0;
 	c->exited = true;
@@ -854,6 +1493,15 @@ reaped(struct daemon *d, struct child *c, int status)
 	log_info("%s: pid %d %s", c->key, c->last_pid, how);
 	emit(d, c, "exited", json_pack("{s:i, s:o}", "pid", (int)c->last_pid,
 	    "exit", proto_exit_json(&ex)));
+	if (c->ready_deadline_ms != 0) {
+		/* A start that waited for READY failed: forget the key. */
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "exited before it was ready: %s", how);
+		fail_start(d, c, "exited", msg);
+		child_free(d, c);
+		return;
+	}
 	apply(d, c, svc_exited(&c->svc, &ex, now_ms()), false);
 }
 
@@ -914,11 +1562,11 @@ sup_reap(struct daemon *d, pid_t hint)
 void
 sup_timers(struct daemon *d, uint64_t now)
 {
-	while (d->nheap > 0 && deadline(d->heap[0]) <= now) {
+	while (d->nheap > 0 && d->heap[0]->due <= now) {
 		struct child *c = d->heap[0];
 
 		heap_remove(d, c);
-		apply(d, c, svc_timeout(&c->svc, now), false);
+		child_timeout(d, c, now);
 	}
 }
 
@@ -938,6 +1586,9 @@ sup_shutdown(struct daemon *d)
 }
 
 /* Views. */
+
+static void worker_extras(const struct daemon *d, const struct child *c,
+    json_t *v, uint64_t now);
 
 json_t *
 sup_worker_json(const struct daemon *d, const struct child *c)
@@ -968,7 +1619,94 @@ sup_worker_json(const struct daemon *d, const struct child *c)
 		svc_reason(&c->svc, why, sizeof(why));
 		json_object_set_new(v, "reason", json_string(why));
 	}
+	worker_extras(d, c, v, now);
 	return v;
+}
+
+/* The value a worker published, as text when it is UTF-8, else base64. */
+static void
+value_json(json_t *v, const struct kv_entry *e)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char   out[(KV_VALUE_MAX + 2) / 3 * 4 + 1];
+	size_t i, n = 0;
+
+	if (e->valuelen == 0)
+		return;
+	if (memchr(e->value, '\0', e->valuelen) == NULL) {
+		json_t *str = json_stringn((const char *)e->value, e->valuelen);
+
+		if (str != NULL) { /* NULL: not UTF-8 */
+			json_object_set_new(v, "value", str);
+			return;
+		}
+	}
+	for (i = 0; i < e->valuelen; i += 3) {
+		uint32_t w = (uint32_t)e->value[i] << 16;
+		size_t   left = e->valuelen - i;
+
+		w |= left > 1 ? (uint32_t)e->value[i + 1] << 8 : 0;
+		w |= left > 2 ? e->value[i + 2] : 0;
+		out[n++] = b64[w >> 18 & 63];
+		out[n++] = b64[w >> 12 & 63];
+		out[n++] = left > 1 ? b64[w >> 6 & 63] : '=';
+		out[n++] = left > 2 ? b64[w & 63] : '=';
+	}
+	out[n] = '\0';
+	json_object_set_new(v, "value_base64", json_string(out));
+}
+
+/* What the worker channel and the kind add to a WORKER object. */
+static void
+worker_extras(const struct daemon *d, const struct child *c, json_t *v,
+    uint64_t now)
+{
+	struct kv_entry e;
+
+	if (c->pid > 0 && kv_reg_get(d->reg, c->key, c->keylen, &e) == 0 &&
+	    e.pid == c->pid) {
+		value_json(v, &e);
+		json_object_set_new(v, "published",
+		    json_boolean(e.flags & KV_ENTRY_PUBLISHED));
+	}
+	if (c->message != NULL)
+		json_object_set_new(v, "message", json_string(c->message));
+	if (is_live(c) && c->ttl_ms != 0)
+		json_object_set_new(v, "ttl_left",
+		    json_real((double)(int64_t)(c->activity_ms + c->ttl_ms - now) /
+		        1000));
+	if (is_live(c) && c->watchdog_ms != 0)
+		json_object_set_new(v, "watchdog_left",
+		    json_real((double)(int64_t)(c->heartbeat_ms + c->watchdog_ms -
+		                  now) / 1000));
+}
+
+json_t *
+sup_kinds_json(const struct daemon *d)
+{
+	json_t *arr = json_array();
+	size_t  i, j;
+
+	for (i = 0; arr != NULL && i < d->nkinds; i++) {
+		const struct conf_kind *k = d->kinds[i].k;
+		json_t                 *cmd = json_array();
+
+		for (j = 0; j < k->argc; j++)
+			json_array_append_new(cmd, json_string(k->argv[j]));
+		json_array_append_new(arr,
+		    json_pack("{s:s, s:o, s:s, s:i, s:i, s:s?, s:s, s:s, s:f, "
+		              "s:f}",
+		        "name", k->name, "command", cmd, "restart",
+		        svc_restart_name(k->policy.restart), "running",
+		        (int)d->kinds[i].count, "max_children",
+		        (int)k->max_children, "user", k->user_name, "ready",
+		        k->ready_fd ? "fd" : "none", "publish",
+		        k->publish_ready ? "ready" : "start", "ttl",
+		        (double)k->ttl_ms / 1000, "watchdog",
+		        (double)k->watchdog_ms / 1000));
+	}
+	return arr;
 }
 
 static int
