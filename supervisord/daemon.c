@@ -587,6 +587,9 @@ static void
 fini(struct daemon *d)
 {
 	ctl_close_all(d);
+	sup_fini(d);
+	free(d->env);
+	d->env = NULL;
 	kv_reg_close(d->reg);
 	/* The last daemon on the registry removes it. */
 	if (flock(d->reglockfd, LOCK_EX | LOCK_NB) == 0) {

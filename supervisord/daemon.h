@@ -134,6 +134,7 @@ void     daemon_main_exited(struct daemon *d, int status);
 
 /* sup.c: the keys. */
 int           sup_init(struct daemon *d);
+void          sup_fini(struct daemon *d);
 struct child *sup_find(struct daemon *d, const char *key, size_t len);
 /* Start a new key from REQ; the reply goes to CLIENT.  See sup.c. */
 void          sup_start(struct daemon *d, const struct req *rq,

@@ -130,6 +130,17 @@ sup_init(struct daemon *d)
 	return 0;
 }
 
+/* At exit, once every key is forgotten (the loop ends only then). */
+void
+sup_fini(struct daemon *d)
+{
+	free(d->by_key);
+	free(d->by_pid);
+	free(d->heap);
+	d->by_key = d->by_pid = d->heap = NULL;
+	d->nbuckets = d->nheap = d->heapcap = 0;
+}
+
 struct child *
 sup_find(struct daemon *d, const char *key, size_t len)
 {
