@@ -37,7 +37,9 @@ done
 W=$(mktemp -d "${TMPDIR:-/tmp}/kv-vs-tini.XXXXXX")
 export KEYVISOR_SOCKET="$W/kv.sock" KEYVISOR_INSTANCE="vs$$"
 unset KEYVISOR_REGISTRY
-trap 'ns_cleanup; rm -rf "$W"' EXIT
+# A keyvisord that was killed leaves its registry behind: ours is named
+# after this run, so it is ours to remove.
+trap 'ns_cleanup; rm -rf "$W" "/dev/shm/keyvisor.$KEYVISOR_INSTANCE"' EXIT
 trap 'exit 1' INT TERM
 
 bounded() { timeout --foreground -k 2 "$@"; } # see test_init.sh

@@ -11,7 +11,9 @@
 MAIN="$KV_SRC/tests/integration/init-main.sh"
 KV_KEYVISOR=$KEYVISOR
 export KV_WORKER KV_KEYVISOR
-trap 'ns_cleanup; t_cleanup' EXIT
+# A keyvisord that was killed (a failure) leaves its registry behind: this
+# test's is named after its instance, so it is ours to remove.
+trap 'ns_cleanup; t_cleanup; rm -f "/dev/shm/keyvisor.$KV_INSTANCE"' EXIT
 
 if ! unshare --pid --fork --mount-proc true >/dev/null 2>&1; then
 	echo "1..0 # SKIP unshare --pid --fork --mount-proc is not permitted"
