@@ -60,6 +60,12 @@ ns_start() { # LOG INIT [ARG...]
 }
 
 ns_wait() { # SECONDS
+	# Every 5 ms for the first second, so that NS_MS means something.
+	_i=0
+	while [ $_i -lt 200 ] && ! ns_gone "$NS_U"; do
+		sleep 0.005
+		_i=$((_i + 1))
+	done
 	if ! ns_sleep_until "$1" ns_gone "$NS_U"; then
 		[ -n "$NS_P1" ] && kill -KILL "$NS_P1" 2>/dev/null
 	fi
