@@ -3,8 +3,11 @@
 # those already present.  Sourced by the other scripts; safe to run alone.
 set -eu
 
+# util-linux (unshare) and tini: the container-init tests, test_init.sh
+# and init-vs-tini.sh.
 KV_DEPS="meson ninja-build pkg-config gcc libc6-dev python3
-libbsd-dev libjansson-dev libinih-dev libcriterion-dev libsodium-dev mandoc"
+libbsd-dev libjansson-dev libinih-dev libcriterion-dev libsodium-dev mandoc
+util-linux tini"
 
 kv_install_deps() {
 	missing=""

@@ -710,6 +710,9 @@ static void
 fini(struct daemon *d)
 {
 	ctl_close_all(d);
+	sup_fini(d);
+	free(d->env);
+	d->env = NULL;
 	kv_reg_close(d->reg);
 	/* The last daemon on the registry removes it. */
 	if (flock(d->reglockfd, LOCK_EX | LOCK_NB) == 0) {
@@ -719,8 +722,6 @@ fini(struct daemon *d)
 	close(d->reglockfd);
 	unlink(d->lock_path);
 	close(d->lockfd);
-	sup_fini(d);
-	free(d->env);
 	close(d->timerfd);
 	close(d->sigfd);
 	close(d->epfd);

@@ -141,6 +141,7 @@ sup_init(struct daemon *d)
 	return 0;
 }
 
+/* At exit, once every key is forgotten (the loop ends only then). */
 void
 sup_fini(struct daemon *d)
 {
