@@ -158,6 +158,10 @@ options(struct daemon *d, int argc, char **argv)
 		d->max_children = d->conf->max_children;
 	if (d->max_children == 0)
 		d->max_children = d->capacity;
+	/* Own copies: a reload frees the configuration they may come from. */
+	if ((d->instance = strdup(d->instance)) == NULL ||
+	    (d->registry = strdup(d->registry)) == NULL)
+		fatal("unable to allocate the instance name");
 }
 
 /* What keyvisord forwards to the main command's process group. */
@@ -726,6 +730,28 @@ fini(struct daemon *d)
 	close(d->sigfd);
 	close(d->epfd);
 	log_info("instance %s stopped", d->instance);
+	free((char *)d->instance); /* options() made them our own copies */
+	free((char *)d->registry);
+}
+
+/*
+ * Before anything is opened: fds 0, 1 and 2 exist (on /dev/null if we were
+ * started without them, so that nothing of ours lands there), and fd 3 is
+ * reserved for the workers' channels (spawn_reserve_fd()).
+ */
+static void
+fds_setup(void)
+{
+	int fd, rc;
+
+	for (fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) == -1 &&
+		    open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+			exit(EXIT_NO_DAEMON);
+	if ((rc = spawn_reserve_fd(3)) < 0) {
+		errno = -rc;
+		fatal("unable to reserve fd 3");
+	}
 }
 
 int
@@ -733,6 +759,7 @@ main(int argc, char **argv)
 {
 	struct daemon d = {0};
 
+	fds_setup();
 	options(&d, argc, argv);
 	init(&d);
 	loop(&d);

@@ -97,4 +97,17 @@ enum spawn_stage {
  */
 pid_t spawn_process(const struct spawn_req *r, enum spawn_stage *stage);
 
+/*
+ * Reserve fd number FD (at least 3) for the children's channel: it is
+ * made a /dev/null placeholder, and from then on children share the
+ * caller's fd table until they make their own (see SHARED FD TABLE in
+ * spawn.c), so that a spawn costs the same however many fds the caller
+ * holds.  Call it before opening anything else: whatever FD was is closed.
+ * Returns 0 or -errno.
+ */
+int spawn_reserve_fd(int fd);
+
+/* The number a child will see KEEP_FD as: the reserved slot, if any. */
+int spawn_notify_fd(int keep_fd);
+
 #endif /* KEYVISOR_SUPERVISORD_SPAWN_H */

@@ -756,7 +756,7 @@ exec_vars(struct daemon *d, const struct child *c, int notify,
 	snprintf(a->vars[4], sizeof(a->vars[4]), "KEYVISOR_REGISTRY=%s",
 	    d->registry);
 	snprintf(a->vars[5], sizeof(a->vars[5]), "KEYVISOR_NOTIFY_FD=%d",
-	    notify);
+	    spawn_notify_fd(notify));
 }
 
 static int
