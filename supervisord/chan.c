@@ -46,9 +46,14 @@ parse_status(const char *p, size_t n, struct chan_msg *out)
 
 	if (n > CHAN_STATUS_MAX)
 		return -EINVAL;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+	for (i = 0; i < n; i++) {
+		unsigned char b = (unsigned char)p[i];
+
+		/* C0, DEL, and C1 (U+0080..U+009F: 0xc2 0x80..0x9f). */
+		if (b < 0x20 || b == 0x7f ||
+		    (b == 0xc2 && i + 1 < n && (unsigned char)p[i + 1] < 0xa0))
 			return -EINVAL;
+	}
 	/*
 	 * UTF-8 validity is kv_key_check()'s, which refuses spaces too: check
 	 * a copy with its spaces as underscores.

@@ -1064,6 +1064,8 @@ count_one(const struct kv_entry *e, void *arg)
 {
 	struct tally *t = arg;
 
+	if (!(e->flags & KV_ENTRY_PUBLISHED)) /* reserved, or not ready yet */
+		return 0;
 	if (e->owner != t->owner && e->owner != t->dead) {
 		if (owner_alive(e->owner))
 			t->owner = e->owner;

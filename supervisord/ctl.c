@@ -16,6 +16,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,45 @@
 #define WATCH_OUT_MAX    (1u << 20) /* drop a watcher's events beyond */
 #define CLIENTS_MAX      4096
 #define READ_CHUNK       65536
+
+/*
+ * An fd held back for hard times: when accept() fails for want of fds, it
+ * is closed so that the waiting client can be accepted, told why and let
+ * go, instead of waiting on a daemon that cannot answer it.
+ */
+static int spare = -1;
+
+static void
+spare_take(void)
+{
+	if (spare < 0)
+		spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Out of fds: refuse the next waiting client with a reply.  Returns 0 when
+ * one was refused, 1 when none was waiting, -1 when there is no spare.
+ */
+static int
+refuse_one(int listenfd)
+{
+	static const char no[] = "{\"ok\":false,\"code\":\"capacity\","
+	                         "\"error\":\"keyvisord is out of file "
+	                         "descriptors\"}\n";
+	int fd;
+
+	if (spare < 0)
+		return -1;
+	close(spare);
+	spare = -1;
+	fd = accept4(listenfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd >= 0) {
+		(void)!send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+	}
+	spare_take();
+	return fd >= 0 ? 0 : errno == EAGAIN ? 1 : -1;
+}
 
 int
 ctl_listen(struct daemon *d)
@@ -57,6 +97,7 @@ ctl_listen(struct daemon *d)
 		return r;
 	}
 	d->listenfd = fd;
+	spare_take();
 	return 0;
 }
 
@@ -308,7 +349,22 @@ ctl_accept(struct daemon *d)
 		fd = accept4(d->listenfd, NULL, NULL,
 		    SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
+			int e = errno, r = -1;
+
+			if (e == EMFILE || e == ENFILE)
+				r = refuse_one(d->listenfd);
+			if (r == 0) {
+				static uint64_t said; /* once a second */
+
+				if (now_ms() >= said + 1000) {
+					log_warnx("out of file descriptors: "
+					          "refusing clients");
+					said = now_ms();
+				}
+				continue;
+			}
+			if (r == -1 && (e == EMFILE || e == ENFILE)) {
+				errno = e;
 				log_warn("unable to accept a client; pausing");
 				d->accept_paused_until = now_ms() + 1000;
 				(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL,

@@ -26,6 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#endif
+
 #include "daemon.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -748,6 +752,14 @@ fds_setup(void)
 		if (fcntl(fd, F_GETFD) == -1 &&
 		    open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
 			exit(EXIT_NO_DAEMON);
+#ifdef HAVE_VALGRIND_H
+	/*
+	 * valgrind cannot run clone(CLONE_FILES): under it, children copy
+	 * the fd table (slower) and see their channel on its own number.
+	 */
+	if (RUNNING_ON_VALGRIND)
+		return;
+#endif
 	if ((rc = spawn_reserve_fd(3)) < 0) {
 		errno = -rc;
 		fatal("unable to reserve fd 3");

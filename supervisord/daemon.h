@@ -71,6 +71,9 @@ struct child {
 	bool           publish_ready;  /* visible to lookups once READY */
 	bool           publish_set;    /* ... by the start request itself */
 	bool           from_kind;      /* the command is the kind's */
+	struct confset *cs;            /* where its kind is defined, or NULL */
+	unsigned        set;           /* REQ_SET_*: the request's own policy */
+	struct svc_policy over;        /* ... and its values */
 	bool           warned;         /* a bad channel message was logged */
 	char          *message;        /* STATUS text, or NULL */
 	char          *cmd;  /* argc NUL-terminated strings */
@@ -108,10 +111,24 @@ struct kindinfo {
 	uint32_t                count;  /* supervised keys of this kind */
 };
 
+/*
+ * A configuration: the one in force, or an older one still holding the
+ * kind of a worker whose kind a reload removed (that worker keeps its last
+ * definition).  Counted: the daemon holds one reference to the set in
+ * force, and each child one to the set its kind comes from.
+ */
+struct confset {
+	struct conf     *conf;
+	struct kindinfo *kinds;
+	size_t           nkinds;
+	uint32_t         refs;
+};
+
 struct daemon {
-	/* Configuration. */
+	/* Configuration; conf, kinds and nkinds mirror cs (in force). */
 	const char      *conf_path; /* -c, or NULL */
-	struct conf     *conf;      /* NULL without -c */
+	struct confset  *cs;        /* NULL without -c */
+	struct conf     *conf;
 	struct kindinfo *kinds;
 	size_t           nkinds;
 

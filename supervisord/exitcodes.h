@@ -7,8 +7,8 @@
 
 enum kv_exit {
 	EXIT_OK = 0,
-	EXIT_NOT_FOUND = 1,  /* key not found */
-	EXIT_USAGE = 2,      /* usage error or invalid key */
+	EXIT_NOT_FOUND = 1,  /* key not found, or the worker exited before it was ready */
+	EXIT_USAGE = 2,      /* usage error, invalid key or configuration error */
 	EXIT_STARTED = 3,    /* already started */
 	EXIT_CAPACITY = 4,   /* capacity or max_children reached */
 	EXIT_NO_DAEMON = 5,  /* daemon not reachable */

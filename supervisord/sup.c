@@ -39,7 +39,7 @@ extern char **environ;
 
 static uint8_t map_seed[16];
 
-static void kinds_free(struct kindinfo *v, size_t n);
+static void cs_unref(struct confset *cs);
 
 static uint64_t
 realtime_ns(void)
@@ -155,10 +155,11 @@ sup_fini(struct daemon *d)
 	free(d->chans);
 	d->chans = NULL;
 	d->nchans = 0;
-	kinds_free(d->kinds, d->nkinds);
+	cs_unref(d->cs);
+	d->cs = NULL;
 	d->kinds = NULL;
 	d->nkinds = 0;
-	d->conf = conf_free(d->conf);
+	d->conf = NULL;
 	free(d->by_key);
 	free(d->by_pid);
 	free(d->heap);
@@ -308,14 +309,47 @@ sup_next_deadline(const struct daemon *d)
 /* Kinds. */
 
 static struct kindinfo *
-kind_find(const struct daemon *d, const char *name)
+kind_in(const struct confset *cs, const char *name)
 {
 	size_t i;
 
-	for (i = 0; name[0] != '\0' && i < d->nkinds; i++)
-		if (strcmp(d->kinds[i].k->name, name) == 0)
-			return &d->kinds[i];
+	for (i = 0; cs != NULL && name[0] != '\0' && i < cs->nkinds; i++)
+		if (strcmp(cs->kinds[i].k->name, name) == 0)
+			return &cs->kinds[i];
 	return NULL;
+}
+
+/* The kind NAME in force. */
+static struct kindinfo *
+kind_find(const struct daemon *d, const char *name)
+{
+	return kind_in(d->cs, name);
+}
+
+static void
+cs_ref(struct confset *cs)
+{
+	if (cs != NULL)
+		cs->refs++;
+}
+
+/*
+ * C's kind: as it is in force, or, if a reload removed it, as C last had
+ * it.  C follows its kind into the configuration in force.
+ */
+static struct kindinfo *
+child_kind(struct daemon *d, struct child *c)
+{
+	struct kindinfo *ki = kind_find(d, c->kind);
+
+	if (ki == NULL)
+		return kind_in(c->cs, c->kind);
+	if (c->cs != d->cs) {
+		cs_ref(d->cs);
+		cs_unref(c->cs);
+		c->cs = d->cs;
+	}
+	return ki;
 }
 
 /* The supplementary groups of KIND's user, as initgroups(3) would set. */
@@ -362,25 +396,43 @@ kinds_free(struct kindinfo *v, size_t n)
 	free(v);
 }
 
+static void
+cs_unref(struct confset *cs)
+{
+	if (cs == NULL || --cs->refs > 0)
+		return;
+	kinds_free(cs->kinds, cs->nkinds);
+	conf_free(cs->conf);
+	free(cs);
+}
+
 int
 sup_configure(struct daemon *d, struct conf *conf)
 {
-	struct kindinfo *v = calloc(conf->nkinds + 1, sizeof(*v));
-	struct kindinfo *old = d->kinds;
-	size_t           i, nold = d->nkinds;
-	uint32_t         b;
+	struct confset *cs = calloc(1, sizeof(*cs)), *old = d->cs;
+	size_t          i;
+	uint32_t        b;
 
-	if (v == NULL)
+	if (cs == NULL || (cs->kinds = calloc(conf->nkinds + 1,
+	                       sizeof(*cs->kinds))) == NULL) {
+		free(cs);
 		return -ENOMEM;
+	}
 	for (i = 0; i < conf->nkinds; i++) {
-		v[i].k = &conf->kinds[i];
-		if (kind_groups(v[i].k, &v[i]) < 0) {
-			kinds_free(v, i);
+		cs->kinds[i].k = &conf->kinds[i];
+		if (kind_groups(cs->kinds[i].k, &cs->kinds[i]) < 0) {
+			kinds_free(cs->kinds, i);
+			free(cs);
 			return -ENOMEM;
 		}
 	}
-	d->kinds = v;
-	d->nkinds = conf->nkinds;
+	cs->conf = conf;
+	cs->nkinds = conf->nkinds;
+	cs->refs = 1; /* the daemon's */
+	d->cs = cs;
+	d->conf = conf;
+	d->kinds = cs->kinds;
+	d->nkinds = cs->nkinds;
 	for (b = 0; b < d->nbuckets; b++) {
 		struct child    *c;
 		struct kindinfo *ki;
@@ -389,9 +441,7 @@ sup_configure(struct daemon *d, struct conf *conf)
 			if ((ki = kind_find(d, c->kind)) != NULL)
 				ki->count++;
 	}
-	kinds_free(old, nold);
-	conf_free(d->conf);
-	d->conf = conf;
+	cs_unref(old);
 	return 0;
 }
 
@@ -404,21 +454,23 @@ struct spec {
 	struct kindinfo *ki;
 };
 
+/* The fields named by SET (REQ_SET_*) of OVER, on top of P. */
 static void
-policy_override(struct svc_policy *p, const struct req *rq)
+policy_override(struct svc_policy *p, unsigned set,
+    const struct svc_policy *over)
 {
-	if (rq->set & REQ_SET_RESTART)
-		p->restart = rq->policy.restart;
-	if (rq->set & REQ_SET_MAX_RESTARTS)
-		p->max_restarts = rq->policy.max_restarts;
-	if (rq->set & REQ_SET_MAX_SECONDS)
-		p->max_seconds_ms = rq->policy.max_seconds_ms;
-	if (rq->set & REQ_SET_STOP_TIMEOUT)
-		p->stop_timeout_ms = rq->policy.stop_timeout_ms;
-	if (rq->set & REQ_SET_RESTART_DELAY)
-		p->restart_delay_ms = rq->policy.restart_delay_ms;
-	if (rq->set & REQ_SET_BACKOFF_MAX)
-		p->backoff_max_ms = rq->policy.backoff_max_ms;
+	if (set & REQ_SET_RESTART)
+		p->restart = over->restart;
+	if (set & REQ_SET_MAX_RESTARTS)
+		p->max_restarts = over->max_restarts;
+	if (set & REQ_SET_MAX_SECONDS)
+		p->max_seconds_ms = over->max_seconds_ms;
+	if (set & REQ_SET_STOP_TIMEOUT)
+		p->stop_timeout_ms = over->stop_timeout_ms;
+	if (set & REQ_SET_RESTART_DELAY)
+		p->restart_delay_ms = over->restart_delay_ms;
+	if (set & REQ_SET_BACKOFF_MAX)
+		p->backoff_max_ms = over->backoff_max_ms;
 }
 
 /*
@@ -439,7 +491,7 @@ resolve(struct daemon *d, const struct req *rq, struct spec *sp, char *msg,
 		}
 		sp->policy = sp->ki->k->policy;
 	}
-	policy_override(&sp->policy, rq);
+	policy_override(&sp->policy, rq->set, &rq->policy);
 	if (rq->argv != NULL && rq->argc > 0) {
 		sp->argv = rq->argv;
 		sp->argc = rq->argc;
@@ -507,6 +559,8 @@ child_new(const struct req *rq, const struct spec *sp)
 		return NULL;
 	}
 	c->from_kind = sp->expanded != NULL;
+	c->set = rq->set;
+	c->over = rq->policy;
 	c->publish_set = (rq->set & REQ_SET_PUBLISH) != 0;
 	c->publish_ready = c->publish_set
 	    ? rq->publish_ready
@@ -526,8 +580,11 @@ child_add(struct daemon *d, struct child *c)
 		return -ENOMEM;
 	link_key(d, c);
 	d->nchildren++;
-	if (ki != NULL)
+	if (ki != NULL) {
 		ki->count++;
+		cs_ref(d->cs);
+		c->cs = d->cs;
+	}
 	return 0;
 }
 
@@ -598,6 +655,7 @@ child_free(struct daemon *d, struct child *c)
 	d->nchildren--;
 	if ((ki = kind_find(d, c->kind)) != NULL && ki->count > 0)
 		ki->count--;
+	cs_unref(c->cs);
 	svc_fini(&c->svc);
 	free(c->message);
 	free(c->cmd);
@@ -887,7 +945,7 @@ static int
 child_spawn(struct daemon *d, struct child *c, enum spawn_stage *stage,
     pid_t *holder)
 {
-	struct kindinfo   *ki = kind_find(d, c->kind);
+	struct kindinfo   *ki = child_kind(d, c);
 	struct kv_entry    e = entry_of(d, c, 0), ex;
 	struct spawn_limit lim[CONF_LIMIT_MAX];
 	struct spawn_req   sr = {0};
@@ -1000,18 +1058,25 @@ static void apply(struct daemon *d, struct child *c, struct svc_effects fx,
     bool user);
 
 /*
- * A worker started from its kind's command is restarted with the kind's
- * command as it is now (after a reload); if the kind is gone, or cannot be
- * expanded, it keeps the last one.
+ * A worker of a kind is restarted as its kind is now (after a reload): the
+ * kind's policy under the start request's own settings, and, if it was
+ * started with the kind's command, that command.  A kind a reload removed
+ * stays as the worker last had it (child_kind()).
  */
 static void
-refresh_cmd(struct daemon *d, struct child *c)
+refresh(struct daemon *d, struct child *c)
 {
-	struct kindinfo *ki;
-	char           **argv;
+	struct kindinfo  *ki = child_kind(d, c);
+	struct svc_policy p;
+	char            **argv;
 
-	if (!c->from_kind || (ki = kind_find(d, c->kind)) == NULL ||
-	    ki->k->argc == 0)
+	if (ki == NULL)
+		return;
+	p = ki->k->policy;
+	policy_override(&p, c->set, &c->over);
+	if (svc_set_policy(&c->svc, &p) < 0)
+		log_warnx("%s: unable to take its kind's new policy", c->key);
+	if (!c->from_kind || ki->k->argc == 0)
 		return;
 	if ((argv = conf_expand(ki->k->argv, ki->k->argc, c->key)) == NULL)
 		return;
@@ -1046,7 +1111,7 @@ respawn(struct daemon *d, struct child *c, bool user)
 		return;
 	}
 	d->turn_spawns++;
-	refresh_cmd(d, c);
+	refresh(d, c);
 	rc = child_spawn(d, c, &stage, &holder);
 	if (rc == 0) {
 		d->restarts++;

@@ -207,6 +207,42 @@ svc_init(struct svc *s, const struct svc_policy *p)
 	return 0;
 }
 
+/*
+ * Give S the policy P, as a reload of its kind does.  The restart history
+ * carries over: its newest min(restarts held, P's max_restarts) times, so
+ * that the intensity window still counts the restarts before the change.
+ * Returns 0, or -EINVAL / -ENOMEM with S unchanged.
+ */
+int
+svc_set_policy(struct svc *s, const struct svc_policy *p)
+{
+	uint64_t  keep[SVC_MAX_RESTARTS], *heap = NULL, *h;
+	uint32_t  n, i;
+	int       r;
+
+	if ((r = svc_policy_check(p)) < 0)
+		return r;
+	if (p->max_restarts > SVC_HIST_INLINE &&
+	    (heap = calloc(p->max_restarts, sizeof(*heap))) == NULL)
+		return -ENOMEM;
+	n = s->hist_len < p->max_restarts ? s->hist_len : p->max_restarts;
+	for (i = 0; i < n; i++) /* oldest of the kept first */
+		keep[i] = hist(s)[(s->hist_next + s->hist_cap - n + i) %
+		    s->hist_cap];
+	if (s->hist_cap > SVC_HIST_INLINE)
+		free(s->hist.heap);
+	s->policy = *p;
+	s->hist_cap = p->max_restarts;
+	if (heap != NULL)
+		s->hist.heap = heap;
+	h = hist(s);
+	for (i = 0; i < n; i++)
+		h[i] = keep[i];
+	s->hist_len = n;
+	s->hist_next = s->hist_cap != 0 ? n % s->hist_cap : 0;
+	return 0;
+}
+
 void
 svc_fini(struct svc *s)
 {

@@ -182,6 +182,11 @@ int svc_exit_describe(const struct svc_exit *e, char *buf, size_t len);
  */
 int  svc_init(struct svc *s, const struct svc_policy *p);
 void svc_fini(struct svc *s);
+/*
+ * A new policy for a supervised key (its kind was reloaded); the newest
+ * restart times are kept.  Returns 0, or -EINVAL / -ENOMEM unchanged.
+ */
+int  svc_set_policy(struct svc *s, const struct svc_policy *p);
 
 /*
  * Events.  The ones returning int return 0, or -EINVAL and change nothing
