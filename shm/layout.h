@@ -54,8 +54,16 @@
  * probe always ends: a partition is filled to 63/64 of its cells at most.
  * With the automatic sizing a partition reaches it only after receiving
  * about 97 % more than its fair share.
+ *
+ * The division rounds up so that a partition of fewer than 64 cells (16 or
+ * 32, possible with explicit parameters) also keeps one cell empty: with
+ * pslots - pslots / 64 it could fill up completely, and then a delete's
+ * backward shift found no empty cell to stop at (an endless loop), and a
+ * replace found no free slot and took one past the partition's last (found
+ * by tests/fuzz/fuzz_segment.c).  For 64 cells and more this is the same
+ * number as before.
  */
-#define KV_PART_FILL(pslots) ((pslots) - (pslots) / 64)
+#define KV_PART_FILL(pslots) ((pslots) - ((pslots) + 63) / 64)
 #define KV_PART_MIN          16u /* cells per partition, at least */
 #define KV_PARTS_MAX     64u
 

@@ -418,18 +418,23 @@ seq_close(struct kv_partition *p)
  * the next one redoes phase two alone.
  */
 static bool
-cell_plausible(const struct kv_reg *r, const struct part *pt, uint64_t c)
+slot_plausible(const struct kv_reg *r, const struct part *pt, uint32_t idx)
 {
-	const struct kv_slot *s;
-	uint32_t              idx = cell_slot(c);
+	const struct kv_slot *s = &pt->slots[idx];
 
-	if (idx > pt->mask)
-		return false;
-	s = &pt->slots[idx];
-	return (uint32_t)s->hash == (uint32_t)(c >> 32) &&
-	    part_index(r, s->hash) == pt->index && s->keylen >= 1 &&
+	return part_index(r, s->hash) == pt->index && s->keylen >= 1 &&
 	    s->keylen <= KV_KEY_MAX && s->valuelen <= KV_VALUE_MAX &&
 	    s->kindlen <= KV_KIND_MAX;
+}
+
+static bool
+cell_plausible(const struct kv_reg *r, const struct part *pt, uint64_t c)
+{
+	uint32_t idx = cell_slot(c);
+
+	return idx <= pt->mask &&
+	    (uint32_t)pt->slots[idx].hash == (uint32_t)(c >> 32) &&
+	    slot_plausible(r, pt, idx);
 }
 
 static uint32_t
@@ -455,7 +460,7 @@ repair_mark(const struct kv_reg *r, const struct part *pt)
 }
 
 static void
-repair_relink(const struct part *pt, uint32_t hwm)
+repair_relink(const struct kv_reg *r, const struct part *pt, uint32_t hwm)
 {
 	uint32_t idx, count = 0, free_head = 0;
 
@@ -467,9 +472,18 @@ repair_relink(const struct part *pt, uint32_t hwm)
 
 		if (!s->mark)
 			continue;
-		if (probe(pt, s->hash, slot_data(pt, idx), s->keylen, &hole,
-		    NULL) >= 0) {
-			s->mark = 0; /* a second slot for one key: drop it */
+		/*
+		 * In a table this code wrote, phase one marked plausible
+		 * slots only, no more than the fill.  A segment written by
+		 * anything else may hold any marks (tests/fuzz): a slot whose
+		 * lengths would take the probe outside its tail is dropped,
+		 * and so is one beyond the fill, so that an empty cell is left
+		 * to end the probes.  So is a second slot for one key.
+		 */
+		if (count >= r->fill || !slot_plausible(r, pt, idx) ||
+		    probe(pt, s->hash, slot_data(pt, idx), s->keylen, &hole,
+		        NULL) >= 0) {
+			s->mark = 0;
 			continue;
 		}
 		pt->cells[hole] = cell_make(s->hash, idx);
@@ -495,7 +509,10 @@ repair(const struct kv_reg *r, const struct part *pt)
 		CRASHPOINT(KV_CP_REPAIR_MARKED);
 		pt->p->repairing = 1;
 	}
-	repair_relink(pt, pt->p->hwm);
+	/* Phase one bounds it; a segment written by anything else may not. */
+	if (pt->p->hwm > r->pslots)
+		pt->p->hwm = r->pslots;
+	repair_relink(r, pt, pt->p->hwm);
 	pt->p->repairing = 0;
 	pt->p->repairs++;
 	seq_close(pt->p);
@@ -543,17 +560,42 @@ kv_table_init_partition(struct kv_partition *p)
 	return -e;
 }
 
-/* Take a free slot.  The caller holds the lock and has checked the fill. */
-static uint32_t
+/*
+ * The free list and the high-water mark are derived state (rule 3), and
+ * the only part of a partition that names a slot without being checked
+ * first.  If either points outside the partition (or no slot is left,
+ * which the fill forbids), the segment was written by something other
+ * than this code: rebuild them from the cells, as after a writer's death.
+ * Called with the lock held and before the probe, since a repair moves
+ * cells.  Found by tests/fuzz/fuzz_segment.c: a scribbled free_head or hwm
+ * had inserts write a slot anywhere in, or beyond, the mapping.
+ */
+static void
+alloc_check(const struct kv_reg *r, const struct part *pt)
+{
+	if (pt->p->free_head > r->pslots || pt->p->hwm > r->pslots ||
+	    (pt->p->free_head == 0 && pt->p->hwm == r->pslots))
+		repair(r, pt);
+}
+
+/*
+ * Take a free slot.  The caller holds the lock, has run alloc_check() and
+ * checked the fill.  Returns its index, or -ENOSPC when every slot is
+ * live, which after alloc_check() only a segment whose cells were all
+ * written by something else can cause.
+ */
+static int64_t
 slot_alloc(const struct part *pt)
 {
 	uint32_t idx;
 
-	if (pt->p->free_head != 0) {
+	if (pt->p->free_head != 0 && pt->p->free_head - 1 <= pt->mask) {
 		idx = pt->p->free_head - 1;
 		pt->p->free_head = pt->slots[idx].next_free;
-	} else {
+	} else if (pt->p->hwm <= pt->mask) {
 		idx = pt->p->hwm++;
+	} else {
+		return -ENOSPC;
 	}
 	return idx;
 }
@@ -594,15 +636,21 @@ insert_locked(const struct kv_reg *r, const struct part *pt, uint64_t h,
     const struct kv_entry *e, struct kv_entry *existing)
 {
 	uint32_t hole, idx, idx0;
+	int64_t  a;
 
+	alloc_check(r, pt);
 	if (probe(pt, h, e->key, e->keylen, &hole, &idx0) >= 0) {
 		if (existing != NULL)
 			slot_copy_out(pt, idx0, existing);
 		return -EEXIST;
 	}
-	if (pt->p->count >= r->fill || total_count(r) >= r->capacity)
+	/* An occupied hole: no empty cell, so the count was scribbled on. */
+	if (pt->p->count >= r->fill || total_count(r) >= r->capacity ||
+	    pt->cells[hole] != 0)
 		return -ENOSPC;
-	idx = slot_alloc(pt);
+	if ((a = slot_alloc(pt)) < 0)
+		return (int)a;
+	idx = (uint32_t)a;
 	CRASHPOINT(KV_CP_INS_ALLOC);
 	slot_fill(pt, idx, h, e);
 	CRASHPOINT(KV_CP_INS_WRITTEN);
@@ -646,9 +694,15 @@ kv_reg_register(struct kv_reg *r, const struct kv_entry *e,
 static void
 delete_cell(const struct part *pt, uint32_t i)
 {
-	uint32_t hole = i, j = i;
+	uint32_t hole = i, j = i, n;
 
-	for (;;) {
+	/*
+	 * At most once round the partition: with no empty cell (a segment
+	 * scribbled on, or filled before KV_PART_FILL kept one free) the run
+	 * has no end, and the walk looped for ever (tests/fuzz).  A full
+	 * round visits every other cell once, which is all the shift needs.
+	 */
+	for (n = 0; n < pt->mask; n++) {
 		uint64_t c;
 
 		j = (j + 1) & pt->mask;
@@ -715,14 +769,20 @@ kv_reg_unregister(struct kv_reg *r, const char *key, size_t len, pid_t pid)
 	return 0;
 }
 
-/* Point cell I at a fresh copy of E.  Rule 1: the old slot is not touched. */
-static void
+/*
+ * Point cell I at a fresh copy of E.  Rule 1: the old slot is not touched.
+ * Returns 0, or -ENOSPC (see slot_alloc()).
+ */
+static int
 swap_locked(const struct part *pt, uint64_t h, uint32_t i,
     const struct kv_entry *e)
 {
 	uint32_t old = cell_slot(pt->cells[i]), idx;
+	int64_t  a;
 
-	idx = slot_alloc(pt); /* there is one: the fill keeps free cells */
+	if ((a = slot_alloc(pt)) < 0) /* the fill keeps free slots */
+		return (int)a;
+	idx = (uint32_t)a;
 	CRASHPOINT(KV_CP_REP_ALLOC);
 	slot_fill(pt, idx, h, e);
 	CRASHPOINT(KV_CP_REP_WRITTEN);
@@ -733,6 +793,7 @@ swap_locked(const struct part *pt, uint64_t h, uint32_t i,
 	seq_close(pt->p);
 	CRASHPOINT(KV_CP_REP_CLOSED);
 	slot_free(pt, old, KV_CP_REP_FREE_LINK);
+	return 0;
 }
 
 /*
@@ -759,6 +820,7 @@ modify(struct kv_reg *r, const char *key, size_t len, pid_t pid,
 	rc = part_lock(r, &pt);
 	if (rc < 0)
 		return rc;
+	alloc_check(r, &pt);
 	i = find_owned(&pt, h, key, len, pid);
 	if (i < 0) {
 		rc = (int)i;
@@ -767,7 +829,7 @@ modify(struct kv_reg *r, const char *key, size_t len, pid_t pid,
 	slot_copy_out(&pt, cell_slot(pt.cells[i]), &e);
 	rc = edit(&e, arg);
 	if (rc == 0)
-		swap_locked(&pt, h, (uint32_t)i, &e);
+		rc = swap_locked(&pt, h, (uint32_t)i, &e);
 out:
 	part_unlock(&pt);
 	return rc;

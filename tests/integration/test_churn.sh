@@ -89,7 +89,8 @@ while read -r k pause; do
 done <"$T_DIR/plan"
 echo "# $kills workers SIGKILLed in $(($(ms) - t0)) ms ($misses lookups" \
     "found the key between crash and restart)"
-t_check "the loop killed at least 200 workers ($kills)" test "$kills" -ge 200
+# At least 100: real churn, with room for a loaded machine (quiet: 300-460).
+t_check "the loop killed at least 100 workers ($kills)" test "$kills" -ge 100
 wait "$CPID"
 crc=$?
 BG=""
