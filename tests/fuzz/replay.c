@@ -311,12 +311,15 @@ main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(crash_path, sizeof(crash_path), "replay-crash-%s", name);
-	if (__sanitizer_set_death_callback != NULL)
+	/* Under a sanitizer, its own handlers report (with a stack) first. */
+	if (__sanitizer_set_death_callback != NULL) {
 		__sanitizer_set_death_callback(save_current);
-	signal(SIGSEGV, on_fatal);
-	signal(SIGBUS, on_fatal);
-	signal(SIGABRT, on_fatal);
-	signal(SIGFPE, on_fatal);
+	} else {
+		signal(SIGSEGV, on_fatal);
+		signal(SIGBUS, on_fatal);
+		signal(SIGABRT, on_fatal);
+		signal(SIGFPE, on_fatal);
+	}
 	for (i = 0; i < c.n; i++)
 		run(c.v[i].p, c.v[i].n);
 	s = seed;
