@@ -1489,10 +1489,11 @@ lat_quantile(const struct stats *st, double q)
 
 /*
  * PRIVATE RSS.  The growth check is on VmRSS minus RssShmem.  The shared
- * pages are the registry segment's: the daemon touches a page of it the
- * first time a key lands in a slot there, which churn makes happen over
- * the whole run, up to the segment's size; that is not a leak, and it
- * would hide one of that size.  VmRSS itself is printed all the same.
+ * pages are the registry segment's: a page of it enters the daemon's RSS
+ * when the daemon first writes there, so a key re-registered in a slot
+ * not used before can add one, up to the segment's size.  That is not a
+ * leak, and counting it could hide one of that size.  VmRSS itself is
+ * printed all the same.
  */
 static long
 private_kib(const struct sample *sm)
