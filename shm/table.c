@@ -734,6 +734,31 @@ find_owned(const struct part *pt, uint64_t h, const char *key, size_t len,
 	return i;
 }
 
+/*
+ * The start of every conditional write: lock KEY's partition (into *PT)
+ * and find KEY registered to PID.  Returns its cell index with the
+ * partition locked, or -errno with it unlocked.
+ */
+static int64_t
+lock_owned(struct kv_reg *r, const char *key, size_t len, pid_t pid,
+    struct part *pt, uint64_t *hp)
+{
+	int64_t i;
+	int     rc;
+
+	if (kv_key_check(key, len) != NULL)
+		return -EINVAL;
+	*hp = hash_key(r, key, len);
+	*pt = part_of(r, part_index(r, *hp));
+	if ((rc = part_lock(r, pt)) < 0)
+		return rc;
+	alloc_check(r, pt);
+	i = find_owned(pt, *hp, key, len, pid);
+	if (i < 0)
+		part_unlock(pt);
+	return i;
+}
+
 int
 kv_reg_unregister(struct kv_reg *r, const char *key, size_t len, pid_t pid)
 {
@@ -741,20 +766,9 @@ kv_reg_unregister(struct kv_reg *r, const char *key, size_t len, pid_t pid)
 	uint64_t    h;
 	uint32_t    idx;
 	int64_t     i;
-	int         rc;
 
-	if (kv_key_check(key, len) != NULL)
-		return -EINVAL;
-	h = hash_key(r, key, len);
-	pt = part_of(r, part_index(r, h));
-	rc = part_lock(r, &pt);
-	if (rc < 0)
-		return rc;
-	i = find_owned(&pt, h, key, len, pid);
-	if (i < 0) {
-		part_unlock(&pt);
+	if ((i = lock_owned(r, key, len, pid, &pt, &h)) < 0)
 		return (int)i;
-	}
 	idx = cell_slot(pt.cells[i]);
 	seq_open(pt.p);
 	CRASHPOINT(KV_CP_DEL_OPEN);
@@ -813,24 +827,12 @@ modify(struct kv_reg *r, const char *key, size_t len, pid_t pid,
 	int64_t         i;
 	int             rc;
 
-	if (kv_key_check(key, len) != NULL)
-		return -EINVAL;
-	h = hash_key(r, key, len);
-	pt = part_of(r, part_index(r, h));
-	rc = part_lock(r, &pt);
-	if (rc < 0)
-		return rc;
-	alloc_check(r, &pt);
-	i = find_owned(&pt, h, key, len, pid);
-	if (i < 0) {
-		rc = (int)i;
-		goto out;
-	}
+	if ((i = lock_owned(r, key, len, pid, &pt, &h)) < 0)
+		return (int)i;
 	slot_copy_out(&pt, cell_slot(pt.cells[i]), &e);
 	rc = edit(&e, arg);
 	if (rc == 0)
 		rc = swap_locked(&pt, h, (uint32_t)i, &e);
-out:
 	part_unlock(&pt);
 	return rc;
 }
