@@ -148,16 +148,27 @@ slot_data(const struct part *pt, uint32_t idx)
 /*
  * Are the LEN bytes at A and B equal?  Word by word, with one last word
  * ending at LEN, so that a typical key compares in two or three loads with
- * no call; both buffers hold at least LEN bytes.
+ * no call; both buffers hold at least LEN bytes.  Under 8 bytes, two
+ * overlapping 4-byte words cover 4 to 7, and bytes 0, LEN / 2 and LEN - 1
+ * cover 1 to 3.
  */
 static inline bool
 key_eq(const char *a, const char *b, size_t len)
 {
 	uint64_t x, y;
+	uint32_t u, v, p, q;
 	size_t   i;
 
-	if (len < 8)
-		return memcmp(a, b, len) == 0;
+	if (len < 4)
+		return len == 0 || (a[0] == b[0] && a[len / 2] == b[len / 2] &&
+		                       a[len - 1] == b[len - 1]);
+	if (len < 8) {
+		memcpy(&u, a, 4);
+		memcpy(&v, b, 4);
+		memcpy(&p, a + len - 4, 4);
+		memcpy(&q, b + len - 4, 4);
+		return u == v && p == q;
+	}
 	for (i = 0; i + 8 < len; i += 8) {
 		memcpy(&x, a + i, 8);
 		memcpy(&y, b + i, 8);
@@ -212,8 +223,6 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 		vlen = KV_VALUE_MAX;
 	if (kdlen > KV_KIND_MAX)
 		kdlen = KV_KIND_MAX;
-	d = KV_SLOT_LEN(klen, vlen, kdlen) <= KV_SLOT_INLINE ? s->data
-	                                                    : pt->tails[idx].data;
 	out->start_time = s->start_time;
 	out->reg_time_ns = s->reg_time_ns;
 	out->epoch = s->epoch;
@@ -224,10 +233,24 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 	out->flags = s->flags;
 	out->keylen = (uint16_t)klen;
 	out->valuelen = (uint16_t)vlen;
-	memcpy(out->key, d, klen);
+	if (KV_SLOT_LEN(klen, vlen, kdlen) <= KV_SLOT_INLINE) {
+		/*
+		 * The common case, in fixed-size copies that compile to a few
+		 * vector moves: all of data[] into key[], then the value and
+		 * the kind from there.  Both read inside key[] (klen + 1 + 68
+		 * and klen + 1 + vlen + 32 are under its 256 bytes), and the
+		 * bytes past each string's length are unspecified anyway.
+		 */
+		memcpy(out->key, s->data, KV_SLOT_INLINE);
+		memcpy(out->value, out->key + klen + 1, KV_SLOT_INLINE);
+		memcpy(out->kind, out->key + klen + 1 + vlen, KV_KIND_MAX + 1);
+	} else {
+		d = pt->tails[idx].data;
+		memcpy(out->key, d, klen);
+		memcpy(out->value, d + klen + 1, vlen);
+		memcpy(out->kind, d + klen + 1 + vlen, kdlen);
+	}
 	out->key[klen] = '\0';
-	memcpy(out->value, d + klen + 1, vlen);
-	memcpy(out->kind, d + klen + 1 + vlen, kdlen);
 	out->kind[kdlen] = '\0';
 }
 
