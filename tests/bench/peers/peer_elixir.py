@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Elixir peer of the keyvisor peer comparison (contract: tests/bench/peers/).
+"""Elixir's side of the peer comparison (see README.md in this folder).
+
+    python3 peer_elixir.py --workers N --crashes C --shell-runs R \
+        --lookups L --worker PATH --tmp DIR [--build BUILDDIR]
 
 Runs peer_elixir.exs (next to this file) in one BEAM VM, a distributed node
 on loopback only, and drives it over a line protocol on its stdin/stdout.
 The VM side is a Registry (keys: :unique) + a DynamicSupervisor whose
 children are GenServers (restart: :permanent, registered by key through
 the Registry) that each run the worker through a Port and store its OS pid
-as their Registry value.
-
-    python3 peer_elixir.py --workers N --crashes C --shell-runs R \
-        --lookups L --worker PATH --tmp DIR [--build BUILDDIR]
+as their Registry value. The shell lookup and the shell add are one
+`elixir --rpc-eval` process each, against that node.
 
 Prints one JSON object per line on stdout; progress on stderr.
 
@@ -19,153 +20,59 @@ workers, which outlive the VM (a port closing only closes the worker's
 stdin), come back to it and can be killed and reaped by pid at the end.
 """
 
-import argparse
-import ctypes
-import json
 import os
 import random
+import resource
 import secrets
 import select
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
-PEER = "elixir"
-HERE = os.path.dirname(os.path.abspath(__file__))
-EXS = os.path.join(HERE, "peer_elixir.exs")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import peerlib  # noqa: E402
+from peerlib import Failure, emit, log, median  # noqa: E402
+
+EXS = peerlib.HERE / "peer_elixir.exs"
 LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
-SHELL_RUNS_CAP = 10  # runs after which a median over 2 s stops them
+SHELL_GIVE_UP = (10, 2e6)  # stop the shell runs after 10 if the median > 2 s
+ADD_RUNS = 5
 
 
-def log(msg):
-    print(f"[peer_elixir] {msg}", file=sys.stderr, flush=True)
+def elixir_string(s):
+    """S as an Elixir string literal (no interpolation)."""
+    return '"' + "".join("\\" + c if c in '\\"#' else c for c in s) + '"'
 
 
-class Fail(Exception):
-    pass
+class Elixir(peerlib.Peer):
+    """One BEAM VM with the Registry and the DynamicSupervisor, its epmd,
+    and the rpc clients against it."""
 
+    name = "elixir"
+    tools = ("elixir", "epmd")
+    install = "apt-get install elixir"
 
-def on_term(signum, frame):
-    raise SystemExit(f"signal {signum}")
-
-
-# --------------------------------------------------------------- /proc helpers
-
-def proc_stat(pid):
-    """(state, ppid, starttime) of pid, or None when it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), int(rest[19])
-
-
-def proc_comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def alive(pid, start):
-    """True while pid is the same process (same start time), not a zombie."""
-    st = proc_stat(pid)
-    return st is not None and st[2] == start and st[0] not in ("Z", "X")
-
-
-def children_of(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st and st[1] == ppid:
-                out.append(int(d))
-    return out
-
-
-def smaps(pid):
-    """(Pss, Rss) in KiB from /proc/PID/smaps_rollup."""
-    pss = rss = None
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
-    return pss, rss
-
-
-def reap(pid):
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def reap_orphans(keep):
-    """Reap zombie children of this script other than the Popen'd ones in
-    keep: as a subreaper it inherits, e.g., the `epmd -daemon` that every
-    erl start runs (it exits at once, as our epmd holds the port)."""
-    me = os.getpid()
-    for p in children_of(me):
-        st = proc_stat(p)
-        if p not in keep and st and st[0] == "Z":
-            reap(p)
-
-
-def set_subreaper():
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    except Exception:
-        return False
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def nearest_rank(xs, p):
-    xs = sorted(xs)
-    k = max(1, -(-len(xs) * p // 100))  # ceil(n*p/100)
-    return xs[min(len(xs), k) - 1]
-
-
-# ------------------------------------------------------------------- the peer
-
-class Peer:
     def __init__(self, args):
-        self.a = args
-        self.tracked = {}      # pid -> (starttime, what): everything we started
+        super().__init__(args)
+        if not peerlib.set_subreaper():
+            log("warning: PR_SET_CHILD_SUBREAPER failed; orphaned workers "
+                "go to pid 1")
         self.epmd = None
         self.vm = None
-        self.ecs = None        # erl_child_setup pid
+        self.ecs = None  # erl_child_setup's pid
         self.buf = b""
         self.cookie = secrets.token_hex(16)
         self.node = f"kvbench_{os.getpid()}@127.0.0.1"
         self.env = dict(os.environ)
-        self.results = []
+        self.env.pop("ERL_AFLAGS", None)
+        self.env.pop("ERL_ZFLAGS", None)
+        self.pids = {}  # key -> OS pid
+        self.clients = 0  # rpc client nodes started, for their names
 
-    def track(self, pid, what):
-        st = proc_stat(pid)
-        if st is not None and pid not in self.tracked:
-            self.tracked[pid] = (st[2], what)
+    # -- the VM's line protocol ---------------------------------------------
 
-    def emit(self, metric, value, note=""):
-        self.results.append({"peer": PEER, "metric": metric,
-                             "value": value, "note": note})
-
-    # ---- VM line protocol
     def send(self, line):
         self.vm.stdin.write((line + "\n").encode())
         self.vm.stdin.flush()
@@ -181,90 +88,106 @@ class Peer:
                 if text.startswith("KV "):
                     words = text[3:].split()
                     if words and words[0] in ("error", "timeout"):
-                        raise Fail(f"VM answered: {text[3:]}")
+                        raise Failure(f"VM answered: {text[3:]}")
                     return words
                 if text.strip():
                     log(f"vm stdout: {text}")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise Fail("no answer from the VM within %.0f s" % timeout)
-            r, _, _ = select.select([fd], [], [], left)
-            if r:
+                raise Failure(f"no answer from the VM within {timeout:.0f} s")
+            if select.select([fd], [], [], left)[0]:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    raise Fail("the VM closed its stdout (exited?); see "
-                               + os.path.join(self.a.tmp, "beam.stderr"))
+                    raise Failure("the VM closed its stdout (exited?); see "
+                                  f"{self.tmp / 'beam.stderr'}")
                 self.buf += chunk
 
     def expect(self, word, timeout=60.0):
         w = self.recv(timeout)
         if w[0] != word:
-            raise Fail(f"expected '{word}' from the VM, got {' '.join(w)[:200]}")
+            raise Failure(f"expected '{word}' from the VM, got "
+                          f"{' '.join(w)[:200]}")
         return w[1:]
 
     def read_pids(self, words):
+        """{key: OS pid} from `k=p` words; each a tracked worker."""
         pids = {}
         for kv in words:
             k, p = kv.split("=")
             if not p.isdigit():
-                raise Fail(f"key {k} has no OS pid in the Registry")
+                raise Failure(f"key {k} has no OS pid in the Registry")
             pids[k] = int(p)
-            self.track(int(p), "worker")
+            self.procs.add(int(p))
         return pids
 
-    # ---- start
+    def check_worker(self, pid, what):
+        """PID is alive and a child of the VM's erl_child_setup."""
+        self.procs.add(pid)
+        st = peerlib.proc_stat(pid)
+        if not self.procs.live([pid]) or st is None or st.ppid != self.ecs:
+            raise Failure(f"{what}: pid {pid} is not a live child of "
+                          "erl_child_setup")
+
+    # -- start and stop -------------------------------------------------------
+
     def start(self):
-        a = self.a
-        self.env["ERL_EPMD_PORT"] = str(free_port())
-        self.env.pop("ERL_AFLAGS", None)
-        self.env.pop("ERL_ZFLAGS", None)
+        port = socket.socket()
+        port.bind(("127.0.0.1", 0))
+        self.env["ERL_EPMD_PORT"] = str(port.getsockname()[1])
+        port.close()
         # Raise the fd limit: each port holds pipes in the VM.
-        import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-        with open(os.path.join(a.tmp, "epmd.log"), "wb") as lf:
+        with open(self.tmp / "epmd.log", "wb") as lf:
             self.epmd = subprocess.Popen(
-                ["epmd", "-port", self.env["ERL_EPMD_PORT"], "-address", "127.0.0.1"],
-                stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                start_new_session=True, env=self.env)
-        self.track(self.epmd.pid, "epmd")
+                ["epmd", "-port", self.env["ERL_EPMD_PORT"], "-address",
+                 "127.0.0.1"], stdin=subprocess.DEVNULL, stdout=lf,
+                stderr=lf, start_new_session=True, env=self.env)
+        self.procs.add(self.epmd.pid, "epmd")
         for _ in range(200):
             try:
-                socket.create_connection(("127.0.0.1", int(self.env["ERL_EPMD_PORT"])), 0.1).close()
+                socket.create_connection(
+                    ("127.0.0.1", int(self.env["ERL_EPMD_PORT"])), 0.1).close()
                 break
             except OSError:
                 if self.epmd.poll() is not None:
-                    raise Fail("epmd exited at start; see " + os.path.join(a.tmp, "epmd.log"))
+                    raise Failure("epmd exited at start; see "
+                                  f"{self.tmp / 'epmd.log'}") from None
                 time.sleep(0.025)
         else:
-            raise Fail("epmd did not start listening")
-        log(f"epmd pid {self.epmd.pid} on 127.0.0.1:{self.env['ERL_EPMD_PORT']}")
+            raise Failure("epmd did not start listening")
+        log(f"epmd pid {self.epmd.pid} on 127.0.0.1:"
+            f"{self.env['ERL_EPMD_PORT']}")
 
         cmd = ["elixir", "--name", self.node, "--cookie", self.cookie,
-               "--erl", LOOPBACK_DIST, EXS, "--worker", a.worker]
+               "--erl", LOOPBACK_DIST, str(EXS), "--worker", str(self.worker)]
         t0 = time.monotonic()
-        self.vm = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=open(os.path.join(a.tmp, "beam.stderr"), "wb"),
-            start_new_session=True, cwd=a.tmp, env=self.env)
-        self.track(self.vm.pid, "vm")  # the shell script, exec'd into beam.smp
+        with open(self.tmp / "beam.stderr", "wb") as err:
+            self.vm = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, start_new_session=True, cwd=self.tmp,
+                env=self.env)
+        # The elixir shell script, which execs erl, which execs beam.smp:
+        # the same process all along.
+        self.procs.add(self.vm.pid, "vm")
         hello = self.expect("hello", 120)
         self.boot_ms = (time.monotonic() - t0) * 1e3
-        self.track(self.vm.pid, "vm")
         self.elixir_v, self.otp, self.erts, node, self.clock_id = hello[:5]
         if node != self.node:
-            raise Fail(f"VM node is {node}, expected {self.node}")
-        if proc_comm(self.vm.pid) != "beam.smp":
-            raise Fail(f"pid {self.vm.pid} is {proc_comm(self.vm.pid)}, not beam.smp")
-        kids = [p for p in children_of(self.vm.pid) if proc_comm(p) == "erl_child_setup"]
-        if len(kids) != 1:
-            raise Fail(f"cannot find beam.smp's erl_child_setup (children: {kids})")
-        self.ecs = kids[0]
-        self.track(self.ecs, "erl_child_setup")
-        for p in children_of(self.vm.pid):
-            self.track(p, "vm helper " + (proc_comm(p) or "?"))
+            raise Failure(f"VM node is {node}, expected {self.node}")
+        if peerlib.comm(self.vm.pid) != "beam.smp":
+            raise Failure(f"pid {self.vm.pid} is "
+                          f"{peerlib.comm(self.vm.pid)}, not beam.smp")
+        kids = peerlib.children_of(self.vm.pid)
+        ecs = [p for p in kids if peerlib.comm(p) == "erl_child_setup"]
+        if len(ecs) != 1:
+            raise Failure(f"cannot find beam.smp's erl_child_setup "
+                          f"(children: {kids})")
+        self.ecs = ecs[0]
+        for p in kids:
+            self.procs.add(p, "vm helper")
         log(f"VM up in {self.boot_ms:.0f} ms: beam.smp {self.vm.pid}, "
             f"erl_child_setup {self.ecs}, node {self.node}")
 
@@ -276,60 +199,99 @@ class Peer:
             v = int(self.expect("clock")[0])
             b1 = time.monotonic_ns()
             if not b0 <= v <= b1:
-                raise Fail(f"VM clock {v} not within [{b0}, {b1}]: clocks not shared")
+                raise Failure(f"VM clock {v} not within [{b0}, {b1}]: "
+                              "clocks not shared")
             worst = max(worst, b1 - b0)
-        log(f"clock shared ({self.clock_id}; round trip <= {worst / 1e3:.0f} us)")
+        log(f"clock shared ({self.clock_id}; round trip <= "
+            f"{worst / 1e3:.0f} us)")
 
-    # ---- workloads
-    def run(self):
-        a = self.a
-        n = a.workers
-        self.emit("version", None,
-                  f"Elixir {self.elixir_v} on Erlang/OTP {self.otp} (erts {self.erts}); "
-                  f"Registry (keys: :unique, 1 partition) + DynamicSupervisor (one_for_one, "
-                  f"max_restarts 1000000 in max_seconds 1, so the benchmark's crashes never "
-                  f"exceed its restart intensity) + GenServer (restart: :permanent, "
-                  f"{{:via, Registry, ...}}) per key owning a Port ({{:spawn_executable, "
-                  f"worker}}, [:binary, :exit_status]) that runs the worker directly (no shell); "
-                  f"the GenServer stops with {{:shutdown, {{:exit_status, S}}}} when the worker "
-                  f"exits (no crash log; DynamicSupervisor's child_terminated report is an "
-                  f"OTP/SASL report that Elixir's Logger drops by default). Worker stdin/stdout "
-                  f"are pipes to the VM (bench-worker uses neither), stderr the VM's (to a log "
-                  f"file). One VM: `elixir --name kvbench_PID@127.0.0.1 --cookie RANDOM --erl "
-                  f"'{LOOPBACK_DIST}' peer_elixir.exs`, with a private epmd (-address "
-                  f"127.0.0.1, own ERL_EPMD_PORT) started and stopped by this script; driven "
-                  f"over a line protocol on the VM's stdin/stdout")
+    def popen_pids(self):
+        return {p.pid for p in (self.vm, self.epmd) if p is not None}
 
-        # 1. bring-up
+    def stop(self):
+        """Stop everything this script started, by pid; the pids left."""
+        # Workers we may not have heard of yet: erl_child_setup's children.
+        if self.ecs and self.procs.live([self.ecs]):
+            for p in peerlib.children_of(self.ecs):
+                self.procs.add(p)
+        if self.vm is not None and self.vm.poll() is None:
+            try:
+                self.send("stop")
+                self.expect("stopped", 30)
+                self.vm.wait(30)
+            except (Failure, OSError, subprocess.TimeoutExpired) as e:
+                log(f"VM did not stop cleanly ({e}); killing it")
+                if self.ecs and self.procs.live([self.ecs]):
+                    for p in peerlib.children_of(self.ecs):
+                        self.procs.add(p)
+                self.procs.kill([self.vm.pid])
+                try:
+                    self.vm.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        # The VM is gone; its ports' workers are left (reparented to us), and
+        # anything else that came back to us as subreaper is ours too.
+        for p in peerlib.children_of(os.getpid()):
+            if p not in self.popen_pids():
+                self.procs.add(p, "orphan")
+        n = len([p for p, (_, w) in self.procs.procs.items()
+                 if w == "worker"])
+        left = self.procs.kill([p for p, (_, w) in self.procs.procs.items()
+                                if w != "epmd"])
+        if self.epmd is not None:
+            left += self.procs.kill([self.epmd.pid])
+            try:
+                self.epmd.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        peerlib.reap_orphans(self.popen_pids())
+        log(f"stopped: VM, epmd and {n} worker pids seen during the run; "
+            f"{len(left)} left")
+        return left
+
+    # -- the workloads ------------------------------------------------------
+
+    def rpc_eval(self, expr):
+        """argv of one `elixir --rpc-eval` client (a new named node each
+        time) evaluating EXPR on our node."""
+        self.clients += 1
+        return ["elixir", "--name", f"kvq{os.getpid()}_{self.clients}"
+                "@127.0.0.1", "--cookie", self.cookie, "--erl",
+                LOOPBACK_DIST, "--rpc-eval", self.node, expr]
+
+    def after_client(self):
+        """What a client VM leaves behind comes back to us: reap it."""
+        peerlib.reap_orphans(self.popen_pids())
+
+    def bringup(self):
+        n = self.args.workers
         log(f"bring-up of {n} workers")
         self.send(f"bringup {n}")
         us, ok = map(int, self.expect("bringup", 600))
-        pids = self.read_pids(self.expect("pids"))
-        if ok != n or len(pids) != n:
-            raise Fail(f"bring-up: {ok} of {n} started")
-        bad = [k for k, p in pids.items()
-               if not alive(p, self.tracked[p][0]) or proc_stat(p)[1] != self.ecs]
-        if bad:
-            raise Fail(f"bring-up: {len(bad)} workers not running under erl_child_setup, e.g. {bad[0]}")
-        self.emit("bringup_ms", us / 1e3,
-                  f"in-VM time (:erlang.monotonic_time) of {n} sequential "
-                  "DynamicSupervisor.start_child calls (each returns after the GenServer's "
-                  "init opened the Port and stored Port.info(port, :os_pid) with "
-                  "Registry.update_value) plus one Registry.lookup pass confirming every key "
-                  f"has its OS pid; VM already running (BEAM+Elixir boot as a named node: "
-                  f"{self.boot_ms:.0f} ms, not included). Workers are children of "
-                  "erl_child_setup (BEAM's spawn helper, child of beam.smp), each in its own session")
+        self.pids = self.read_pids(self.expect("pids"))
+        if ok != n or len(self.pids) != n:
+            raise Failure(f"bring-up: {ok} of {n} started")
+        for k, p in self.pids.items():
+            self.check_worker(p, f"bring-up of {k}")
+        emit("bringup_ms", us / 1e3,
+             f"in-VM time (:erlang.monotonic_time) of {n} sequential "
+             "DynamicSupervisor.start_child calls (each returns after the "
+             "GenServer's init opened the Port and stored Port.info(port, "
+             ":os_pid) with Registry.update_value) plus one Registry.lookup "
+             "pass confirming every key has its OS pid; VM already running "
+             f"(BEAM+Elixir boot as a named node: {self.boot_ms:.0f} ms, not "
+             "included). Workers are children of erl_child_setup (BEAM's "
+             "spawn helper, child of beam.smp), each in its own session")
         log(f"bring-up {us / 1e3:.1f} ms")
 
-        # 2. restart latency
-        keys = sorted(pids)
-        random.shuffle(keys)
-        lat = []
-        polls = []
-        log(f"{a.crashes} crashes")
-        for i in range(a.crashes):
-            k = keys[i % n]
-            old = pids[k]
+    def restarts(self):
+        keys = sorted(self.pids)
+        random.Random(peerlib.SEED).shuffle(keys)
+        lat, polls = [], []
+        log(f"{self.args.crashes} crashes")
+        for i in range(self.args.crashes):
+            k = keys[i % len(keys)]
+            old = self.pids[k]
             self.send(f"watch {k} {old}")
             self.expect("ready")
             t0 = time.monotonic_ns()
@@ -337,285 +299,178 @@ class Peer:
             w = self.expect("restarted", 30)
             new, t1 = int(w[1]), int(w[2])
             if w[0] != k or new == old:
-                raise Fail(f"restart: bad answer {w}")
-            self.track(new, "worker")
-            try:
-                os.kill(new, 0)
-            except OSError:
-                raise Fail(f"restart: new pid {new} of {k} is not alive")
-            if proc_stat(new)[1] != self.ecs:
-                raise Fail(f"restart: new pid {new} is not a child of erl_child_setup")
-            pids[k] = new
+                raise Failure(f"restart: bad answer {w}")
+            if not peerlib.alive(new):
+                raise Failure(f"restart: new pid {new} of {k} is not alive")
+            self.check_worker(new, f"restart of {k}")
+            self.pids[k] = new
             lat.append((t1 - t0) / 1e3)
             polls.append(int(w[3]))
-        rnote = (f"SIGKILL of the worker's OS pid by this Python script (os.kill; t0 = "
-                 f"CLOCK_MONOTONIC just before it) until a BEAM process polling "
-                 f"Registry.lookup(Reg, key) (with :erlang.yield() between lookups: a "
-                 f"poller that never yields held up the restart ~10x on a busy 2-core "
-                 f"machine) sees a new OS pid and File.exists?(/proc/PID) "
-                 f"(t1 = :os.perf_counter(:nanosecond), checked to be the same "
-                 f"{self.clock_id} as Python's time.monotonic_ns); new pid re-checked with "
-                 f"kill(pid,0) afterwards. Path: port exit_status -> GenServer stops "
-                 f"{{:shutdown, _}} -> DynamicSupervisor restarts at once (no backoff in OTP; "
-                 f"max_restarts 1000000 per 1 s so crashes never kill it) -> new Port via "
-                 f"erl_child_setup -> Registry.update_value. {len(lat)} crashes round-robin "
-                 f"over shuffled keys, one at a time; median {statistics.median(polls):.0f} "
-                 f"lookups per restart")
-        self.emit("restart_p50_us", round(nearest_rank(lat, 50), 1), rnote)
-        self.emit("restart_p99_us", round(nearest_rank(lat, 99), 1),
-                  f"nearest rank over {len(lat)} crashes; as restart_p50_us")
-        self.emit("restart_max_us", round(max(lat), 1), "as restart_p50_us")
-        self.emit("restart_n", len(lat), "crashes timed; as restart_p50_us")
-        log(f"restart p50 {nearest_rank(lat, 50):.0f} us, max {max(lat):.0f} us")
+        peerlib.emit_restarts(
+            lat, 0,
+            "SIGKILL of the worker's OS pid by this Python script (os.kill; "
+            "t0 = CLOCK_MONOTONIC just before it) until a BEAM process "
+            "polling Registry.lookup(Reg, key) (with :erlang.yield() between "
+            "lookups: a poller that never yields held up the restart ~10x on "
+            "a busy 2-core machine) sees a new OS pid and "
+            "File.exists?(/proc/PID) (t1 = :os.perf_counter(:nanosecond), "
+            f"checked to be the same {self.clock_id} as Python's "
+            "time.monotonic_ns); new pid re-checked with kill(pid,0) "
+            "afterwards. Path: port exit_status -> GenServer stops "
+            "{:shutdown, _} -> DynamicSupervisor restarts at once (no "
+            "backoff in OTP; max_restarts 1000000 per 1 s so crashes never "
+            "kill it) -> new Port via erl_child_setup -> "
+            f"Registry.update_value. {len(lat)} crashes round-robin over "
+            f"shuffled keys, one at a time; median {median(polls):.0f} "
+            "lookups per restart")
 
-        # 3. lookups
-        log(f"{a.lookups} Registry.lookup calls")
-        self.send(f"lookup {a.lookups}")
-        us, l, bad = map(int, self.expect("lookup", 600))
+    def lookup_program(self):
+        n = self.args.lookups
+        log(f"{n} Registry.lookup calls")
+        self.send(f"lookup {n}")
+        us, count, bad = map(int, self.expect("lookup", 600))
         if bad:
-            raise Fail(f"lookup: {bad} of {l} wrong")
-        self.emit("lookup_program_us", round(us / l, 4),
-                  f"Registry.lookup(Reg, key) -> [{{gen_server_pid, os_pid}}] inside the VM "
-                  f"(one BEAM process, an ETS lookup in a 1-partition :unique Registry), {l} "
-                  f"random keys, each result compared with the expected OS pid; :timer.tc over "
-                  f"the whole loop / {l}")
+            raise Failure(f"lookup: {bad} of {count} wrong")
+        emit("lookup_program_us", us / count,
+             "Registry.lookup(Reg, key) -> [{gen_server_pid, os_pid}] inside "
+             "the VM (one BEAM process, an ETS lookup in a 1-partition "
+             f":unique Registry), {count} random keys, each result compared "
+             "with the expected OS pid; :timer.tc over the whole loop / "
+             f"{count}")
 
-        runs = a.shell_runs
+    def lookup_shell(self):
+        runs = self.args.shell_runs
         log(f"up to {runs} elixir --rpc-eval runs")
+        times = peerlib.time_shell_lookups(
+            runs, sorted(self.pids),
+            lambda k: self.rpc_eval(f"[{{_, p}}] = Registry.lookup("
+                                    f"KVBench.Reg, \"{k}\"); IO.puts(p)"),
+            self.pids, env=self.env, cwd=self.tmp, give_up=SHELL_GIVE_UP,
+            after_each=self.after_client)
+        capped = (f"; stopped after {len(times)} of {runs} runs because the "
+                  "median was over 2 s" if len(times) < runs else "")
+        emit("lookup_shell_us", median(times),
+             f"median of {len(times)} runs over random keys, each timed "
+             "around the whole process (peerlib.time_command): `elixir "
+             f"--name q@127.0.0.1 --cookie C --erl '{LOOPBACK_DIST}' "
+             f"--rpc-eval {self.node} '[{{_, p}}] = "
+             "Registry.lookup(KVBench.Reg, KEY); IO.puts(p)'` (a new BEAM VM "
+             "as a named node, distributed Erlang over loopback via a "
+             f"private epmd); output checked{capped}")
+
+    def remove_extra(self, pid):
+        """DynamicSupervisor.terminate_child of `extra` (which closes its
+        Port; bench-worker ignores its stdin closing), then SIGTERM to its
+        OS pid from this script."""
+        self.send("remove")
+        (removed,) = map(int, self.expect("removed"))
+        if removed != pid:
+            raise Failure(f"remove: VM removed {removed}, expected {pid}")
+        if self.procs.kill([pid]):
+            raise Failure(f"extra's worker {pid} did not exit")
+
+    def add_worker(self):
+        """Workload 4, from the shell: one `elixir --rpc-eval` process that
+        calls start_child, as the shell lookup calls Registry.lookup."""
+        log(f"add from the shell: {ADD_RUNS} elixir --rpc-eval runs")
+        expr = ("{:ok, _} = DynamicSupervisor.start_child(KVBench.Sup, "
+                "{KVBench.Worker, {\"extra\", "
+                f"{elixir_string(str(self.worker))}}}}}); "
+                "[{_, p}] = Registry.lookup(KVBench.Reg, \"extra\"); "
+                "IO.puts(p)")
         times = []
-        for i in range(runs):
-            if i >= SHELL_RUNS_CAP and statistics.median(times) > 2e6:
-                break
-            k = random.choice(keys)
-            cmd = ["elixir", "--name", f"kvq{os.getpid()}_{i}@127.0.0.1",
-                   "--cookie", self.cookie, "--erl", LOOPBACK_DIST,
-                   "--rpc-eval", self.node,
-                   f'[{{_, p}}] = Registry.lookup(KVBench.Reg, "{k}"); IO.puts(p)']
-            t0 = time.monotonic()
-            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, start_new_session=True,
-                                 cwd=a.tmp, env=self.env)
-            self.track(p.pid, "rpc client")
-            try:
-                out, err = p.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-                raise Fail("elixir --rpc-eval took more than 60 s")
-            t1 = time.monotonic()
-            if p.returncode != 0 or out.decode().strip() != str(pids[k]):
-                raise Fail(f"elixir --rpc-eval for {k}: rc {p.returncode}, printed "
-                           f"{out.decode().strip()!r}, expected {pids[k]}; stderr "
-                           f"{err.decode().strip()[:200]!r}")
-            times.append((t1 - t0) * 1e6)
-            reap_orphans(self.popen_pids())
-        capped = (f"; stopped after {len(times)} of {a.shell_runs} runs because the median "
-                  "was over 2 s" if len(times) < a.shell_runs else "")
-        self.emit("lookup_shell_us", round(statistics.median(times), 1),
-                  f"median wall time of {len(times)} runs of `elixir --name q@127.0.0.1 --cookie C "
-                  f"--erl '{LOOPBACK_DIST}' --rpc-eval {self.node} '[{{_, p}}] = "
-                  f"Registry.lookup(KVBench.Reg, KEY); IO.puts(p)'` (a new BEAM VM as a named "
-                  f"node, distributed Erlang over loopback via a private epmd), random keys, "
-                  f"output checked{capped}")
-        log(f"shell lookup median {statistics.median(times) / 1e3:.0f} ms")
+        for _ in range(ADD_RUNS):
+            r = peerlib.time_command(self.rpc_eval(expr), env=self.env,
+                                     cwd=self.tmp)
+            self.after_client()
+            if r.rc != 0 or not r.out.strip().isdigit():
+                raise Failure(f"elixir --rpc-eval start_child: exit {r.rc}, "
+                              f"printed {r.out.strip()[:100]!r}, stderr "
+                              f"{r.err.strip()[-200:]!r}")
+            pid = int(r.out)
+            self.check_worker(pid, "add from the shell")
+            times.append(r.us / 1e3)
+            self.remove_extra(pid)
+        emit("add_worker_ms", median(times),
+             f"median of {ADD_RUNS}, with {self.args.workers} workers "
+             "running: the wall time (peerlib.time_command) of one `elixir "
+             "--name q@127.0.0.1 ... --rpc-eval NODE '{:ok, _} = "
+             "DynamicSupervisor.start_child(KVBench.Sup, {KVBench.Worker, "
+             "{\"extra\", WORKER}}); [{_, p}] = Registry.lookup(KVBench.Reg, "
+             "\"extra\"); IO.puts(p)'` process (a new BEAM VM, as for "
+             "lookup_shell_us; start_child returns once init has stored the "
+             "OS pid), its printed pid checked; between runs "
+             "DynamicSupervisor.terminate_child, then SIGTERM to the OS pid "
+             "(untimed). " + peerlib.runs_note(times, "{:.0f}"))
+        log(f"add (shell): {median(times):.0f} ms")
 
-        # 4. add a worker
-        adds = []
-        for i in range(5):
+    def add_worker_api(self):
+        """Workload 4, from a program: start_child inside the VM."""
+        log(f"add inside the VM: {ADD_RUNS} start_child calls")
+        times = []
+        for _ in range(ADD_RUNS):
             self.send("add")
-            us, ospid = map(int, self.expect("add"))
-            self.track(ospid, "worker")
-            if not alive(ospid, self.tracked[ospid][0]) or proc_stat(ospid)[1] != self.ecs:
-                raise Fail(f"add: extra's pid {ospid} not running under erl_child_setup")
-            adds.append(us / 1e3)
-            self.send("remove")
-            (rp,) = map(int, self.expect("removed"))
-            if rp != ospid:
-                raise Fail(f"remove: VM removed {rp}, expected {ospid}")
-            self.kill_wait([ospid])
-        self.emit("add_worker_ms", round(statistics.median(adds), 3),
-                  f"median of {len(adds)}: in-VM time of DynamicSupervisor.start_child for "
-                  f"key 'extra' (returns after init stored the OS pid) plus a Registry.lookup "
-                  f"confirming it, with {n} workers running; between runs "
-                  f"DynamicSupervisor.terminate_child (which closes the Port; bench-worker "
-                  f"ignores its stdin closing) then SIGTERM to its OS pid from this script")
+            us, pid = map(int, self.expect("add"))
+            self.check_worker(pid, "add")
+            times.append(us / 1e3)
+            self.remove_extra(pid)
+        emit("add_worker_api_ms", median(times),
+             f"median of {ADD_RUNS}: in-VM time of "
+             "DynamicSupervisor.start_child for key 'extra' (returns after "
+             "init stored the OS pid) plus a Registry.lookup confirming it, "
+             f"with {self.args.workers} workers running; removed between "
+             "runs as for add_worker_ms. "
+             + peerlib.runs_note(times, "{:.3f}"))
+        log(f"add (API): {median(times):.3f} ms")
 
-        # 5. memory, with the N workers running
+    def memory(self):
         self.send("mem")
         total, nproc, nports = map(int, self.expect("mem"))
-        procs = [(self.vm.pid, "beam.smp")]
-        procs += [(p, proc_comm(p)) for p in children_of(self.vm.pid)]
-        sums = {}
-        rss_main = None
-        for p, name in procs:
-            pss, rss = smaps(p)
-            sums[f"{name}[{p}]"] = pss
-            if p == self.vm.pid:
-                rss_main = rss
-        epmd_pss, _ = smaps(self.epmd.pid)
-        total_pss = sum(sums.values()) + epmd_pss
-        parts = ", ".join(f"{k} {v}" for k, v in sums.items())
-        mnote = (f"Pss sum over {parts}, and epmd {epmd_pss} KiB (started by this script "
-                 f"on a private port; a VM would start its own otherwise), with {n} workers "
-                 f"running; in-VM :erlang.memory(:total) = {total // 1024} KiB, "
-                 f"{nproc} BEAM processes, {nports} ports")
-        self.emit("mem_kib", total_pss, mnote)
-        self.emit("mem_procs", len(procs) + 1, "beam.smp, its non-worker child processes "
-                  f"({', '.join(str(name) for _, name in procs[1:])}) and epmd")
-        self.emit("rss_main_kib", rss_main, "Rss of beam.smp")
+        pids = [self.vm.pid] + peerlib.children_of(self.vm.pid) \
+            + [self.epmd.pid]
+        pss = {p: peerlib.smaps_rollup(p)["Pss"] for p in pids}
+        parts = ", ".join(f"{peerlib.comm(p)}[{p}] {v}"
+                          for p, v in pss.items())
+        peerlib.emit_memory(
+            pids,
+            f"Pss sum over {parts} KiB (epmd started by this script on a "
+            "private port; a VM would start its own otherwise), with "
+            f"{self.args.workers} workers running; in-VM "
+            f":erlang.memory(:total) = {total // 1024} KiB, {nproc} BEAM "
+            f"processes, {nports} ports",
+            "beam.smp, its non-worker child processes ("
+            + ", ".join(str(peerlib.comm(p)) for p in pids[1:-1])
+            + ") and epmd")
 
-    def popen_pids(self):
-        return {p.pid for p in (self.vm, self.epmd) if p is not None}
-
-    # ---- stop
-    def kill_wait(self, pids, timeout=5.0):
-        """SIGTERM, wait, SIGKILL the given tracked pids; reap them."""
-        live = [p for p in pids if p in self.tracked and alive(p, self.tracked[p][0])]
-        for p in live:
-            try:
-                os.kill(p, signal.SIGTERM)
-            except OSError:
-                pass
-        deadline = time.monotonic() + timeout
-        while live and time.monotonic() < deadline:
-            for p in live:
-                reap(p)
-            live = [p for p in live if alive(p, self.tracked[p][0])]
-            if live:
-                time.sleep(0.01)
-        for p in live:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-        deadline = time.monotonic() + timeout
-        while live and time.monotonic() < deadline:
-            for p in live:
-                reap(p)
-            live = [p for p in live if alive(p, self.tracked[p][0])]
-            if live:
-                time.sleep(0.01)
-        return live
-
-    def stop(self):
-        """Stop everything this script started, by pid. Returns leftovers."""
-        # Workers we may not have heard of yet: the children of erl_child_setup.
-        if self.ecs and alive(self.ecs, self.tracked[self.ecs][0]):
-            for p in children_of(self.ecs):
-                self.track(p, "worker")
-        if self.vm is not None and self.vm.poll() is None:
-            clean = False
-            try:
-                self.send("stop")
-                self.expect("stopped", 30)
-                self.vm.wait(30)
-                clean = True
-            except Exception as e:
-                log(f"VM did not stop cleanly ({e}); killing it")
-            if not clean:
-                if self.ecs and alive(self.ecs, self.tracked[self.ecs][0]):
-                    for p in children_of(self.ecs):
-                        self.track(p, "worker")
-                self.kill_wait([self.vm.pid])
-                try:
-                    self.vm.wait(5)
-                except Exception:
-                    pass
-        # The VM is gone; its ports' workers are left (reparented to us), and
-        # anything else that came back to us as subreaper is ours too.
-        for p in children_of(os.getpid()):
-            if p not in self.popen_pids():
-                self.track(p, "orphan " + (proc_comm(p) or "?"))
-        workers = [p for p, (_, w) in self.tracked.items() if w == "worker"]
-        left = self.kill_wait(workers)
-        others = [p for p, (_, w) in self.tracked.items() if w not in ("worker", "epmd")]
-        left += self.kill_wait(others)
-        if self.epmd is not None:
-            left += self.kill_wait([self.epmd.pid])
-            try:
-                self.epmd.wait(5)
-            except Exception:
-                pass
-        reap_orphans(self.popen_pids())
-        n_workers = len(workers)
-        left = [p for p in self.tracked if alive(p, self.tracked[p][0])]
-        log(f"stopped: VM, epmd and {n_workers} worker pids seen during the run; "
-            f"{len(left)} left")
-        return left
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workers", type=int, default=1000)
-    ap.add_argument("--crashes", type=int, default=20)
-    ap.add_argument("--shell-runs", type=int, default=50)
-    ap.add_argument("--lookups", type=int, default=100000)
-    ap.add_argument("--worker")
-    ap.add_argument("--tmp")
-    ap.add_argument("--build", default=os.path.normpath(os.path.join(HERE, "..", "..", "..", "build")))
-    a = ap.parse_args()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    if a.worker is None:
-        a.worker = os.path.join(a.build, "tests", "bench", "bench-worker")
-    a.worker = os.path.abspath(a.worker)
-    if not os.access(a.worker, os.X_OK):
-        print(f"peer_elixir: worker {a.worker} is not executable (ninja -C {a.build}?)",
-              file=sys.stderr)
-        return 2
-    for prog in ("elixir", "epmd"):
-        if not any(os.access(os.path.join(d, prog), os.X_OK)
-                   for d in os.environ.get("PATH", "").split(":") if d):
-            print(f"peer_elixir: {prog} not found (apt-get install elixir)", file=sys.stderr)
-            return 2
-    if a.workers < 1 or a.crashes < 1 or a.lookups < 1 or a.shell_runs < 1:
-        print("peer_elixir: counts must be >= 1", file=sys.stderr)
-        return 2
-    if a.tmp is None:
-        import tempfile
-        a.tmp = tempfile.mkdtemp(prefix="peer_elixir.")
-    os.makedirs(a.tmp, exist_ok=True)
-    a.tmp = os.path.abspath(a.tmp)
-    if not set_subreaper():
-        log("warning: PR_SET_CHILD_SUBREAPER failed; orphaned workers go to pid 1")
-
-    peer = Peer(a)
-    err = None
-    try:
-        peer.start()
-        peer.run()
-    except Fail as e:
-        err = str(e)
-    except (KeyboardInterrupt, SystemExit) as e:
-        err = f"interrupted ({e or 'SIGINT'})"
-    except Exception as e:
-        err = f"{type(e).__name__}: {e}"
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # let the stop finish
-        try:
-            left = peer.stop()
-        except BaseException as e:  # keep going: report it
-            left = [f"stop failed: {e}"]
-    if left:
-        print(f"peer_elixir: processes left after stopping: {left}", file=sys.stderr)
-        return 1
-    if err:
-        tail = ""
-        try:
-            with open(os.path.join(a.tmp, "beam.stderr")) as f:
-                tail = f.read()[-2000:]
-        except OSError:
-            pass
-        if tail.strip():
-            print(tail, file=sys.stderr)
-        print(f"peer_elixir: {err}", file=sys.stderr)
-        return 1
-    for r in peer.results:
-        print(json.dumps(r), flush=True)
-    return 0
+    def run(self):
+        self.start()
+        emit("version", None,
+             f"Elixir {self.elixir_v} on Erlang/OTP {self.otp} (erts "
+             f"{self.erts}); Registry (keys: :unique, 1 partition) + "
+             "DynamicSupervisor (one_for_one, max_restarts 1000000 in "
+             "max_seconds 1, so the benchmark's crashes never exceed its "
+             "restart intensity) + GenServer (restart: :permanent, {:via, "
+             "Registry, ...}) per key owning a Port ({:spawn_executable, "
+             "worker}, [:binary, :exit_status]) that runs the worker "
+             "directly (no shell); the GenServer stops with {:shutdown, "
+             "{:exit_status, S}} when the worker exits (no crash log; "
+             "DynamicSupervisor's child_terminated report is an OTP/SASL "
+             "report that Elixir's Logger drops by default). Worker "
+             "stdin/stdout are pipes to the VM (bench-worker uses neither), "
+             "stderr the VM's (to a log file). One VM: `elixir --name "
+             "kvbench_PID@127.0.0.1 --cookie RANDOM --erl "
+             f"'{LOOPBACK_DIST}' peer_elixir.exs`, with a private epmd "
+             "(-address 127.0.0.1, own ERL_EPMD_PORT) started and stopped by "
+             "this script; driven over a line protocol on the VM's "
+             "stdin/stdout")
+        self.bringup()
+        self.restarts()
+        self.lookup_program()
+        self.lookup_shell()
+        self.add_worker()
+        self.add_worker_api()
+        self.memory()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(peerlib.main(Elixir))

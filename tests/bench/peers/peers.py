@@ -7,10 +7,12 @@
         [--build DIR] [--timeout SECONDS]
 
 Installs the peers' Debian packages that are missing, makes sure the build
-has what the benchmark runs, prints the machine, runs each peer's script
+has what the benchmark runs, prints the machine and the floor of the shell
+lookups (/bin/true timed as they are), runs each peer's script
 (peer_<name>.py in this folder, see README.md) in turn with a fresh
 temporary directory, and prints one table: a row per metric, a column per
-peer, and next to each peer its ratio to keyvisor. Python 3 stdlib only.
+peer, and next to each peer its ratio to keyvisor; then every note in
+full. --markdown writes the same as Markdown. Python 3 stdlib only.
 """
 
 import argparse
@@ -27,8 +29,10 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[2]  # the top of the source tree
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import peerlib  # noqa: E402
+
+HERE, SRC = peerlib.HERE, peerlib.SRC
 
 PEERS = ["keyvisor", "supervisord", "s6", "runit", "elixir"]
 
@@ -36,7 +40,7 @@ PEERS = ["keyvisor", "supervisord", "s6", "runit", "elixir"]
 PACKAGES = {
     "keyvisor": [],
     "supervisord": ["supervisor"],
-    "s6": ["s6", "libs6-dev"],
+    "s6": ["s6", "libs6-dev", "skalibs-dev"],  # the probe needs all three
     "runit": ["runit"],
     "elixir": ["elixir"],
 }
@@ -48,7 +52,8 @@ ROWS = [
     ("restart_p99_us", "restart after SIGKILL, p99, us"),
     ("lookup_shell_us", "lookup by a CLI process, us"),
     ("lookup_program_us", "lookup from a program, us"),
-    ("add_worker_ms", "add one worker, ms"),
+    ("add_worker_ms", "add one worker from the shell, ms"),
+    ("add_worker_api_ms", "add one worker from a program, ms"),
     ("mem_kib", "supervisor memory (Pss), KiB"),
     ("mem_procs", "supervisor processes"),
 ]
@@ -136,8 +141,9 @@ def ensure_build(build):
     return needed[-1]
 
 
-def machine_facts():
-    """[(name, value)] describing this machine and now."""
+def machine_facts(runs):
+    """[(name, value)] describing this machine and now, and the floor of
+    the shell lookups: /bin/true timed RUNS times as they are."""
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -163,7 +169,14 @@ def machine_facts():
         ("memory", mem),
         ("kernel", platform.uname().release),
         ("python", platform.python_version()),
+        ("a process that does nothing",
+         f"{peerlib.floor_us(runs):.0f} us (/bin/true timed as every shell "
+         f"lookup is, by peerlib.time_command; median of {runs})"),
     ]
+
+
+def machine_line(facts):
+    return "Machine: " + "; ".join(f"{k}: {v}" for k, v in facts)
 
 
 # -- running one peer -----------------------------------------------------
@@ -391,37 +404,41 @@ def extras(r):
     return ", ".join(got) if got else "none"
 
 
+def sections(results, total):
+    """What follows the table, the same in text and in Markdown: [(title,
+    [(label, text)])], the notes last and in full, one per metric."""
+    out = [("Failed", [(r.peer, r.failed) for r in results if r.failed]),
+           ("Versions", [(r.peer, r.version or "unknown") for r in results]),
+           ("Elapsed", [(r.peer, f"{r.elapsed:.0f} s") for r in results]
+            + [("total", f"{total:.0f} s")]),
+           ("Other figures", [(r.peer, extras(r)) for r in results])]
+    for r in results:
+        out.append((f"Notes: {r.peer}", list(r.notes.items())))
+    return [(title, items) for title, items in out if items]
+
+
+def headline(args):
+    return (f"{args.workers} workers; keyvisor {args.crashes} crashes, the "
+            f"peers {args.peer_crashes}; {args.shell_runs} shell lookups; "
+            f"{args.lookups} program lookups (or fewer where a note says so)."
+            " Lower is better in every row; peer/kv is the peer's figure "
+            "divided by keyvisor's.")
+
+
 def report(results, facts, args, total):
-    """Print the table and the notes; write the Markdown if asked."""
+    """Print the table and every note in full; write the Markdown if
+    asked."""
     head, rows = table(results)
     print()
-    print(f"Peer comparison: {args.workers} workers, keyvisor "
-          f"{args.crashes} crashes, peers {args.peer_crashes} crashes, "
-          f"{args.shell_runs} shell runs, {args.lookups} lookups "
-          "(lower is better everywhere; peer/kv = peer / keyvisor)")
+    print("Peer comparison: " + headline(args))
+    print(machine_line(facts) + ".")
     print()
     print(text_table(head, rows))
-    print()
-    for r in results:
-        if r.failed:
-            print(f"{r.peer}: FAILED: {r.failed}")
-    print("Versions:")
-    for r in results:
-        print(f"  {r.peer}: {r.version or 'unknown'}")
-    print("Elapsed:  " + ", ".join(f"{r.peer} {r.elapsed:.0f} s"
-                                   for r in results)
-          + f"; total {total:.0f} s")
-    print("Other figures:")
-    for r in results:
-        print(f"  {r.peer}: {extras(r)}")
-    print()
-    print("Notes:")
-    for r in results:
-        print(f"  {r.peer}:")
-        if r.failed:
-            print(f"    failed: {r.failed}")
-        for metric, note in r.notes.items():
-            print(f"    {metric}: {note}")
+    for title, items in sections(results, total):
+        print()
+        print(f"{title}:")
+        for label, text in items:
+            print(f"  {label}: {text}")
     if args.markdown:
         write_markdown(args.markdown, head, rows, results, facts, args,
                        total)
@@ -433,31 +450,14 @@ def write_markdown(path, head, rows, results, facts, args, total):
     cmd = ("python3 tests/bench/peers/peers.py"
            + "".join(f" {a}" for a in sys.argv[1:]))
     out = ["## keyvisor and its peers", "",
-           f"`{cmd}`: {args.workers} workers; keyvisor {args.crashes} "
-           f"crashes, the peers {args.peer_crashes}; {args.shell_runs} "
-           f"shell lookups; {args.lookups} program lookups (or fewer where "
-           f"a note says so). Total {total:.0f} s.", "",
-           "Machine: " + "; ".join(f"{k} {v}" for k, v in facts) + ".", "",
-           "Lower is better in every row; peer/kv is the peer's figure "
-           "divided by keyvisor's.", "",
-           md_table(head, rows), ""]
-    for r in results:
-        if r.failed:
-            out += [f"**{r.peer} failed:** {r.failed}", ""]
-    out += ["Versions:", ""]
-    out += [f"- {r.peer}: {r.version or 'unknown'}" for r in results]
-    out += ["", "Other figures:", ""]
-    out += [f"- {r.peer}: {extras(r)}" for r in results]
-    out += ["", "### Notes", ""]
-    for r in results:
-        out.append(f"**{r.peer}**")
-        out.append("")
-        if r.failed:
-            out.append(f"- failed: {r.failed}")
-        for metric, note in r.notes.items():
-            out.append(f"- `{metric}`: {note}")
-        out.append("")
-    Path(path).write_text("\n".join(out).rstrip("\n") + "\n")
+           f"`{cmd}`: " + headline(args), "",
+           machine_line(facts) + ".", "",
+           md_table(head, rows)]
+    for title, items in sections(results, total):
+        out += ["", f"### {title}", ""]
+        out += [f"- `{label}`: {text}" if title.startswith("Notes")
+                else f"- {label}: {text}" for label, text in items]
+    Path(path).write_text("\n".join(out) + "\n")
 
 
 # -- main -----------------------------------------------------------------
@@ -519,8 +519,8 @@ def main():
     except Interrupted as e:
         print(f"peers: interrupted ({e})", file=sys.stderr)
         return 130
-    facts = machine_facts()
-    print("Machine: " + "; ".join(f"{k} {v}" for k, v in facts), flush=True)
+    facts = machine_facts(args.shell_runs)
+    print(machine_line(facts), flush=True)
     t0 = time.monotonic()
     results = []
     try:

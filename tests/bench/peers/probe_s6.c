@@ -1,80 +1,31 @@
 /*
- * probe_s6: the timing loops of peer_s6.py.  It finds a service's pid the
- * way a program using s6's own library does: s6_svstatus_read() from libs6
+ * probe_s6: the C timing loops of peer_s6.py (the shared ones are in
+ * probe.h).  An item is a service directory; its pid is found the way a
+ * program using s6's own library finds it: s6_svstatus_read() from libs6
  * reads SERVICEDIR/supervise/status, the record s6-supervise rewrites
- * (atomically, by rename) whenever the service changes state.  st.pid is
- * the pid of ./run while the service is up (flagfinishing clear).
+ * (atomically, by rename) whenever the service changes state.  peer_s6.py
+ * compiles it at run time:
  *
- * peer_s6.py compiles it at run time into its --tmp directory:
+ *     cc -Wall -Wextra -Werror -O2 -I DIR probe_s6.c -ls6 -lskarnet
  *
- *     cc -Wall -Wextra -Werror -O2 -o probe_s6 probe_s6.c -ls6 -lskarnet
+ * Usage:
  *
- * Usage (PATHS: a file with one absolute service directory per line):
- *
- *     probe_s6 wait PATHS TIMEOUT_S
- *         Print "ready", then poll every service until each shows a pid
- *         that is alive; print "up FIRST_NS LAST_NS" (CLOCK_MONOTONIC, the
- *         clock of Python's time.monotonic_ns()): when the first and the
- *         last service were first seen up.  Exit 2 on timeout.
- *     probe_s6 restart PATHS CRASHES GAP_US MINUP_US TIMEOUT_S
- *         Round-robin over PATHS in the given (shuffled) order: SIGKILL the
- *         service's pid and spin on s6_svstatus_read() until it shows
- *         another pid that is alive.  A service is killed again only after
- *         MINUP_US of its restart, and kills are at least GAP_US apart.
- *         One line per crash: "restart LAT_NS OLD NEW" or "lost OLD".
- *     probe_s6 lookup PATHS L SEED
- *         Read every service's pid once ("ref I PID" lines), then time L
- *         lookups of random services, each checked against that pid:
- *         "lookup TOTAL_NS L BAD".
+ *   probe_s6 COMMAND ...
+ *       One of the commands of probe.h, or:
+ *   probe_s6 add-api LIST TIMEOUT_S RUN
+ *       Add the one service directory of LIST as a program does: mkdir it,
+ *       make its `run` a symlink to RUN and its notification-fd file say 3,
+ *       then write "a" to its scan directory's control fifo
+ *       (.s6-svscan/control, through s6_svc_writectl(): what s6-svscanctl
+ *       -a does), and poll as probe.h's wait does.  Timed from before the
+ *       mkdir; prints what wait prints.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/types.h>
-#include <time.h>
-#include <unistd.h>
+#define PROBE_NAME "probe_s6"
+#include "probe.h"
+
+#include <sys/stat.h>
 
 #include <s6/supervise.h>
-
-static char  **paths;
-static size_t  npaths;
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void
-sleep_until(uint64_t t)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)(t / 1000000000u);
-	ts.tv_nsec = (long)(t % 1000000000u);
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void) /* splitmix64 */
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
 
 /*
  * The pid of the service in DIR if it is up, else 0.  While ./finish runs
@@ -83,7 +34,7 @@ rnd(void) /* splitmix64 */
  * child and flagfinishing is set: the service is down, as s6-svstat says.
  */
 static pid_t
-svc_pid(const char *dir)
+probe_pid(const char *dir)
 {
 	s6_svstatus_t st = S6_SVSTATUS_ZERO;
 
@@ -93,208 +44,48 @@ svc_pid(const char *dir)
 }
 
 static int
-alive(pid_t pid)
+cmd_add_api(uint64_t timeout, const char *run)
 {
-	return pid > 0 && kill(pid, 0) == 0;
-}
+	const char *dir = items[0];
+	const char *slash = strrchr(dir, '/');
+	char        path[4096], scan[4096];
+	uint64_t    t0;
+	int         fd;
 
-static void
-load_paths(const char *file)
-{
-	FILE   *f = fopen(file, "r");
-	char   *line = NULL;
-	size_t  cap = 0, room = 0;
-	ssize_t len;
+	if (nitems != 1 || slash == NULL || slash == dir ||
+	    strlen(dir) + 20 > sizeof(path))
+		die("add-api takes one absolute service directory");
+	memcpy(scan, dir, (size_t)(slash - dir));
+	scan[slash - dir] = '\0';
 
-	if (f == NULL) {
-		perror(file);
-		exit(1);
-	}
-	while ((len = getline(&line, &cap, f)) > 0) {
-		if (line[len - 1] == '\n')
-			line[--len] = '\0';
-		if (len == 0)
-			continue;
-		if (npaths == room) {
-			room = room ? 2 * room : 1024;
-			paths = realloc(paths, room * sizeof(*paths));
-			if (paths == NULL) {
-				perror("realloc");
-				exit(1);
-			}
-		}
-		if ((paths[npaths++] = strdup(line)) == NULL) {
-			perror("strdup");
-			exit(1);
-		}
-	}
-	free(line);
-	fclose(f);
-	if (npaths == 0) {
-		fprintf(stderr, "probe: no paths in %s\n", file);
-		exit(1);
-	}
-}
-
-static int
-do_wait(uint64_t timeout)
-{
-	unsigned char *up = calloc(npaths, 1);
-	size_t         left = npaths, i;
-	uint64_t       first = 0, last = 0, t, end;
-
-	if (up == NULL) {
-		perror("calloc");
-		return 1;
-	}
-	printf("ready\n");
-	fflush(stdout);
-	end = now_ns() + timeout;
-	for (;;) {
-		uint64_t pass = now_ns();
-
-		for (i = 0; i < npaths; i++) {
-			if (up[i] || !alive(svc_pid(paths[i])))
-				continue;
-			t = now_ns();
-			up[i] = 1;
-			if (first == 0)
-				first = t;
-			last = t;
-			left--;
-		}
-		if (left == 0)
-			break;
-		if (now_ns() > end) {
-			printf("timeout %zu\n", npaths - left);
-			return 2;
-		}
-		if (npaths > 1) {
-			/*
-			 * Leave the cores to the supervisor: sleep as long as the
-			 * pass took (~1 us a service), at least 0.5 ms, so that
-			 * polling many services costs at most half a core.
-			 */
-			pass = now_ns() - pass;
-			sleep_until(now_ns() + (pass > 500000 ? pass : 500000));
-		} else
-			sched_yield();
-	}
-	printf("up %llu %llu\n", (unsigned long long)first,
-	       (unsigned long long)last);
-	free(up);
-	return 0;
-}
-
-static int
-do_restart(unsigned long crashes, uint64_t gap, uint64_t minup,
-           uint64_t timeout)
-{
-	uint64_t     *since = calloc(npaths, sizeof(*since));
-	uint64_t      due = 0, t0, t = 0;
-	unsigned long k;
-	size_t        i;
-	pid_t         old, p;
-
-	if (since == NULL) {
-		perror("calloc");
-		return 1;
-	}
-	for (k = 0; k < crashes; k++) {
-		i = k % npaths;
-		if (since[i] && since[i] + minup > due)
-			due = since[i] + minup;
-		sleep_until(due);
-		old = svc_pid(paths[i]);
-		if (!alive(old)) {
-			printf("lost %d\n", (int)old);
-			fflush(stdout);
-			continue;
-		}
-		t0 = now_ns();
-		/* Ours: a worker of the s6-svscan tree this benchmark started. */
-		if (kill(old, SIGKILL) == -1) {
-			perror("kill");
-			return 1;
-		}
-		for (;;) {
-			p = svc_pid(paths[i]);
-			if (p != old && alive(p)) {
-				t = now_ns();
-				printf("restart %llu %d %d\n",
-				       (unsigned long long)(t - t0), (int)old,
-				       (int)p);
-				break;
-			}
-			if (now_ns() - t0 > timeout) {
-				t = now_ns();
-				printf("lost %d\n", (int)old);
-				break;
-			}
-			sched_yield();
-		}
-		fflush(stdout);
-		since[i] = t;
-		due = t + gap;
-	}
-	free(since);
-	return 0;
-}
-
-static int
-do_lookup(unsigned long n, uint64_t seed)
-{
-	pid_t        *ref = calloc(npaths, sizeof(*ref));
-	unsigned long j, bad = 0;
-	uint64_t      t0, t1;
-	size_t        i;
-
-	if (ref == NULL) {
-		perror("calloc");
-		return 1;
-	}
-	for (i = 0; i < npaths; i++) {
-		ref[i] = svc_pid(paths[i]);
-		if (!alive(ref[i])) {
-			fprintf(stderr, "probe: %s is not up\n", paths[i]);
-			return 1;
-		}
-		printf("ref %zu %d\n", i, (int)ref[i]);
-	}
-	rng_state = seed;
 	t0 = now_ns();
-	for (j = 0; j < n; j++) {
-		i = (size_t)(rnd() % npaths);
-		if (svc_pid(paths[i]) != ref[i])
-			bad++;
-	}
-	t1 = now_ns();
-	printf("lookup %llu %lu %lu\n", (unsigned long long)(t1 - t0), n, bad);
-	free(ref);
-	return 0;
+	if (mkdir(dir, 0755) == -1)
+		die("mkdir %s: %s", dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/run", dir);
+	if (symlink(run, path) == -1)
+		die("symlink %s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "%s/notification-fd", dir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) ==
+	        -1 ||
+	    write(fd, "3\n", 2) != 2 || close(fd) == -1)
+		die("%s: %s", path, strerror(errno));
+	if (s6_svc_writectl(scan, S6_SVSCAN_CTLDIR, "a", 1) != 1)
+		die("unable to write to %s/" S6_SVSCAN_CTLDIR "/control: %s", scan,
+		    strerror(errno));
+	return wait_up(t0, timeout);
 }
 
 int
 main(int argc, char **argv)
 {
-	if (argc == 4 && strcmp(argv[1], "wait") == 0) {
-		load_paths(argv[2]);
-		return do_wait(strtoull(argv[3], NULL, 10) * 1000000000u);
+	int rc;
+
+	if (argc == 5 && strcmp(argv[1], "add-api") == 0) {
+		load_items(argv[2]);
+		rc = cmd_add_api(number(argv[3]) * NS_PER_S, argv[4]);
+	} else {
+		rc = probe_main(argc, argv);
 	}
-	if (argc == 7 && strcmp(argv[1], "restart") == 0) {
-		load_paths(argv[2]);
-		return do_restart(strtoul(argv[3], NULL, 10),
-		                  strtoull(argv[4], NULL, 10) * 1000u,
-		                  strtoull(argv[5], NULL, 10) * 1000u,
-		                  strtoull(argv[6], NULL, 10) * 1000000000u);
-	}
-	if (argc == 5 && strcmp(argv[1], "lookup") == 0) {
-		load_paths(argv[2]);
-		return do_lookup(strtoul(argv[3], NULL, 10),
-		                 strtoull(argv[4], NULL, 10));
-	}
-	fprintf(stderr,
-	        "usage: probe wait PATHS TIMEOUT_S | restart PATHS CRASHES "
-	        "GAP_US MINUP_US TIMEOUT_S | lookup PATHS L SEED\n");
-	return 1;
+	fflush(stdout);
+	return rc;
 }
