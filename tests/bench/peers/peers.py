@@ -534,7 +534,7 @@ def main():
               "stopped", file=sys.stderr)
         return 130
     report(results, facts, args, time.monotonic() - t0)
-    return 0
+    return 1 if any(r.failed for r in results) else 0
 
 
 if __name__ == "__main__":
