@@ -345,12 +345,14 @@ lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
 
 static int
 read_entry(const struct kv_reg *r, const char *key, size_t len,
-    struct kv_entry *out, bool published_only)
+    struct kv_entry *out, bool published_only, bool sync)
 {
 	uint64_t    h = hash_key(r, key, len);
 	struct part pt = part_of(r, part_index(r, h));
 	unsigned    attempt;
 
+	if (!sync)
+		return lookup_once(&pt, h, key, len, out, published_only);
 	for (attempt = 0; attempt < READ_TRIES; attempt++) {
 		uint32_t s1 = __atomic_load_n(&pt.p->seq, __ATOMIC_ACQUIRE);
 		int      rc;
@@ -372,10 +374,7 @@ int
 kv_table_lookup_unsync(const struct kv_reg *r, const char *key, size_t len,
     struct kv_entry *out)
 {
-	uint64_t    h = hash_key(r, key, len);
-	struct part pt = part_of(r, part_index(r, h));
-
-	return lookup_once(&pt, h, key, len, out, true);
+	return read_entry(r, key, len, out, true, false);
 }
 
 /*
@@ -389,7 +388,7 @@ kv_reg_lookup(const struct kv_reg *r, const char *key, size_t len,
 {
 	if (len == 0 || len > KV_KEY_MAX)
 		return -EINVAL;
-	return read_entry(r, key, len, out, true);
+	return read_entry(r, key, len, out, true, true);
 }
 
 int
@@ -398,7 +397,7 @@ kv_reg_get(const struct kv_reg *r, const char *key, size_t len,
 {
 	if (len == 0 || len > KV_KEY_MAX)
 		return -EINVAL;
-	return read_entry(r, key, len, out, false);
+	return read_entry(r, key, len, out, false, true);
 }
 
 /* The writer's half of the read protocol (see above). */
