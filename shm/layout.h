@@ -45,7 +45,7 @@
 #include <stdint.h>
 
 #define KV_SHM_MAGIC  UINT64_C(0x3152535649564b83) /* "\x83KVIVSR1" LE */
-#define KV_SHM_LAYOUT 1u
+#define KV_SHM_LAYOUT 2u
 
 /*
  * The capacity is what bounds the load factor (by default nslots is twice
@@ -106,36 +106,39 @@ _Static_assert(sizeof(struct kv_partition) == 128,
     "a partition owns two whole cache lines");
 
 /*
- * One entry.  The strings follow the fixed fields back to back: the key, a
- * NUL, the value, the kind, a NUL (KV_SLOT_LEN() bytes).  When they fit in
- * the 68 bytes of data[] they live there, and a hit reads the slot's two
- * lines and nothing else; otherwise they all live in the tail of the same
- * index.  The tail is written with the slot and is part of it for every
- * rule in table.c.
+ * One entry, in two cache lines.  The first holds the fixed fields, those
+ * from start_time to valuelen in the order and with the widths of struct
+ * kv_entry, so that a reader copies them out in one 48-byte move (table.c
+ * checks the correspondence).  The second is data[]: the strings back to
+ * back, the key, a NUL, the value, the kind, a NUL (KV_SLOT_LEN() bytes),
+ * when they fit in its 64 bytes; otherwise they all live in the tail of
+ * the same index.  The tail is written with the slot and is part of it for
+ * every rule in table.c.
  */
-#define KV_SLOT_INLINE 68
+#define KV_SLOT_INLINE 64
 #define KV_TAIL_SIZE   576
 #define KV_SLOT_LEN(keylen, valuelen, kindlen)                                 \
 	((size_t)(keylen) + 1 + (size_t)(valuelen) + (size_t)(kindlen) + 1)
 
 struct kv_slot {
 	alignas(64) uint64_t hash; /* full SipHash of the key */
-	uint16_t keylen;
-	uint16_t valuelen;
-	uint8_t  kindlen;
-	uint8_t  mark;  /* scratch for repair; meaningless otherwise */
-	uint16_t flags; /* KV_ENTRY_* */
+	uint64_t start_time;
+	uint64_t reg_time_ns;
+	uint64_t epoch;
 	int32_t  pid;
 	int32_t  owner;
 	uint32_t incarnation;
 	uint32_t node;
-	uint64_t start_time;
-	uint64_t reg_time_ns;
-	uint64_t epoch;
+	uint32_t flags; /* KV_ENTRY_* */
+	uint16_t keylen;
+	uint16_t valuelen;
+	uint8_t  kindlen;
+	uint8_t  mark; /* scratch for repair; meaningless otherwise */
+	uint16_t reserved;
 	uint32_t next_free; /* free-list link (local index + 1), when free */
-	char     data[KV_SLOT_INLINE];
+	alignas(64) char data[KV_SLOT_INLINE];
 };
-_Static_assert(offsetof(struct kv_slot, data) == 60, "data moved");
+_Static_assert(offsetof(struct kv_slot, data) == 64, "data moved");
 _Static_assert(sizeof(struct kv_slot) == 128, "kv_slot is ABI");
 
 struct kv_tail {

@@ -205,10 +205,26 @@ slot_is(const struct part *pt, uint32_t idx, uint64_t h, const char *key,
 	    key, len);
 }
 
+/* The block slot_copy_out() moves at once is laid out alike on both sides. */
+#define KV_SAME_OFFSET(f)                                                      \
+	(offsetof(struct kv_slot, f) - offsetof(struct kv_slot, start_time) ==   \
+	    offsetof(struct kv_entry, f) - offsetof(struct kv_entry, start_time))
+#define KV_FIXED_SIZE                                                          \
+	(offsetof(struct kv_entry, valuelen) + sizeof(uint16_t) -              \
+	    offsetof(struct kv_entry, start_time))
+_Static_assert(KV_SAME_OFFSET(reg_time_ns) && KV_SAME_OFFSET(epoch) &&
+        KV_SAME_OFFSET(pid) && KV_SAME_OFFSET(owner) &&
+        KV_SAME_OFFSET(incarnation) && KV_SAME_OFFSET(node) &&
+        KV_SAME_OFFSET(flags) && KV_SAME_OFFSET(keylen) &&
+        KV_SAME_OFFSET(valuelen) && KV_FIXED_SIZE == 48,
+    "kv_slot's fixed fields must mirror kv_entry's");
+
 /*
  * Copy slot IDX to OUT.  Every length the slot claims is clamped first, so
  * a torn slot yields garbage (discarded by the caller) but no access
- * outside the slot, its tail or the entry.
+ * outside the slot, its tail or the entry.  Short strings, the usual case,
+ * go in 16-byte moves read inside data[]; the bytes past each string's
+ * length in OUT are unspecified.
  */
 static void
 slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
@@ -217,33 +233,31 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 	size_t      klen = s->keylen, vlen = s->valuelen, kdlen = s->kindlen;
 	const char *d;
 
+	memcpy(&out->start_time, &s->start_time, KV_FIXED_SIZE);
 	if (klen > KV_KEY_MAX)
 		klen = KV_KEY_MAX;
 	if (vlen > KV_VALUE_MAX)
 		vlen = KV_VALUE_MAX;
 	if (kdlen > KV_KIND_MAX)
 		kdlen = KV_KIND_MAX;
-	out->start_time = s->start_time;
-	out->reg_time_ns = s->reg_time_ns;
-	out->epoch = s->epoch;
-	out->pid = s->pid;
-	out->owner = s->owner;
-	out->incarnation = s->incarnation;
-	out->node = s->node;
-	out->flags = s->flags;
 	out->keylen = (uint16_t)klen;
 	out->valuelen = (uint16_t)vlen;
 	if (KV_SLOT_LEN(klen, vlen, kdlen) <= KV_SLOT_INLINE) {
-		/*
-		 * The common case, in fixed-size copies that compile to a few
-		 * vector moves: all of data[] into key[], then the value and
-		 * the kind from there.  Both read inside key[] (klen + 1 + 68
-		 * and klen + 1 + vlen + 32 are under its 256 bytes), and the
-		 * bytes past each string's length are unspecified anyway.
-		 */
-		memcpy(out->key, s->data, KV_SLOT_INLINE);
-		memcpy(out->value, out->key + klen + 1, KV_SLOT_INLINE);
-		memcpy(out->kind, out->key + klen + 1 + vlen, KV_KIND_MAX + 1);
+		size_t vo = klen + 1, ko = vo + vlen;
+
+		d = s->data;
+		if (klen < 16)
+			memcpy(out->key, d, 16);
+		else
+			memcpy(out->key, d, KV_SLOT_INLINE);
+		if (vlen <= 16 && vo + 16 <= KV_SLOT_INLINE)
+			memcpy(out->value, d + vo, 16);
+		else
+			memcpy(out->value, d + vo, vlen);
+		if (kdlen < 16 && ko + 16 <= KV_SLOT_INLINE)
+			memcpy(out->kind, d + ko, 16);
+		else
+			memcpy(out->kind, d + ko, kdlen);
 	} else {
 		d = pt->tails[idx].data;
 		memcpy(out->key, d, klen);
@@ -267,7 +281,7 @@ slot_fill(const struct part *pt, uint32_t idx, uint64_t h,
 	s->keylen = e->keylen;
 	s->valuelen = e->valuelen;
 	s->kindlen = (uint8_t)kdlen;
-	s->flags = (uint16_t)e->flags;
+	s->flags = e->flags;
 	s->pid = e->pid;
 	s->owner = e->owner;
 	s->incarnation = e->incarnation;
