@@ -897,10 +897,11 @@ class ScanDirPeer(Peer):
                     "workers not counted",
                     f"{self.scanner} + one {self.supervisor} per worker")
 
-    def crashes(self, names, what):
+    def crashes(self, names, what, count=None):
         """The probe's restart loop over NAMES (each up for MIN_UP_US
-        first); returns (latencies us, lost)."""
-        c = self.args.crashes
+        first), COUNT crashes (default --crashes); returns (latencies us,
+        lost)."""
+        c = count if count is not None else self.args.crashes
         log(f"restarts{what}: {c} SIGKILLs, round-robin over {len(names)} "
             "shuffled services")
         lat, lost, new = self.probe.restarts(

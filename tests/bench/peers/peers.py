@@ -2,7 +2,7 @@
 """Compare keyvisor with supervisord, s6, runit and Elixir on this machine.
 
     python3 tests/bench/peers/peers.py [--workers 1000] [--crashes 1000]
-        [--peer-crashes 20] [--shell-runs 50] [--lookups 100000]
+        [--peer-crashes 1000] [--shell-runs 50] [--lookups 100000]
         [--only keyvisor,s6,...] [--no-install] [--markdown FILE]
         [--build DIR] [--timeout SECONDS]
 
@@ -471,8 +471,9 @@ def parse_args():
                    help="keyed workers each supervisor runs (1000)")
     p.add_argument("--crashes", type=int, default=1000,
                    help="crashes timed for keyvisor (1000)")
-    p.add_argument("--peer-crashes", type=int, default=20,
-                   help="crashes timed for each peer (20)")
+    p.add_argument("--peer-crashes", type=int, default=1000,
+                   help="crashes timed for each peer (1000, as for keyvisor, "
+                   "so that the p99s compare)")
     p.add_argument("--shell-runs", type=int, default=50,
                    help="runs of each shell lookup command (50)")
     p.add_argument("--lookups", type=int, default=100000,
