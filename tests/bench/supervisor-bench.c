@@ -70,6 +70,7 @@
 #include <unistd.h>
 
 #include "keyvisor/registry.h"
+#include "testutil.h"
 
 extern char **environ;
 
@@ -157,15 +158,6 @@ static bool        keep_tmp; /* -k; cfg.keep is also set while failing */
 
 /* Utilities. */
 
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * S + (uint64_t)ts.tv_nsec;
-}
-
 static void
 sleep_until(uint64_t t)
 {
@@ -180,7 +172,7 @@ sleep_until(uint64_t t)
 static void
 sleep_ms(unsigned ms)
 {
-	sleep_until(now_ns() + ms * MS);
+	sleep_until(tu_now_ns() + ms * MS);
 }
 
 /* xorshift64*: a fixed sequence, so that runs crash the same keys. */
@@ -227,38 +219,13 @@ key_name(char *buf, size_t size, uint32_t i)
 	return (size_t)snprintf(buf, size, "bench:%u", i);
 }
 
-/* The first long in FILE, or -1. */
-static long
-read_long(const char *file)
-{
-	FILE *f = fopen(file, "re");
-	long  v = -1;
-
-	if (f != NULL) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* Cleanup: whatever this program started and still runs. */
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	(void)remove(path);
-	return 0;
-}
 
 /* Wait up to LIMIT ns for PID to exit.  Returns true once reaped. */
 static bool
 reap_within(pid_t pid, uint64_t limit, int *status)
 {
-	uint64_t end = now_ns() + limit;
+	uint64_t end = tu_now_ns() + limit;
 	pid_t    r;
 
 	do {
@@ -266,7 +233,7 @@ reap_within(pid_t pid, uint64_t limit, int *status)
 		if (r == pid || (r == -1 && errno == ECHILD))
 			return true;
 		sleep_ms(5);
-	} while (now_ns() < end);
+	} while (tu_now_ns() < end);
 	return false;
 }
 
@@ -287,43 +254,12 @@ cleanup(void)
 			(void)waitpid(raw_pids[i], NULL, 0);
 	raw_alive = 0;
 	if (tmpdir[0] != '\0' && !cfg.keep)
-		(void)nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		(void)nftw(tmpdir, tu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	else if (tmpdir[0] != '\0')
 		fprintf(stderr, "supervisor-bench: kept %s\n", tmpdir);
 }
 
 /* The machine. */
-
-/* Processes now on the machine: one numeric entry of /proc each. */
-static long
-nprocs(void)
-{
-	DIR           *dir = opendir("/proc");
-	struct dirent *de;
-	long           n = 0;
-
-	if (dir == NULL)
-		return 0;
-	while ((de = readdir(dir)) != NULL)
-		n += de->d_name[0] >= '1' && de->d_name[0] <= '9';
-	closedir(dir);
-	return n;
-}
-
-/* Raise a soft limit to its hard limit; returns the new soft limit. */
-static rlim_t
-raise_limit(int res)
-{
-	struct rlimit rl;
-
-	if (getrlimit(res, &rl) == -1)
-		return RLIM_INFINITY;
-	if (rl.rlim_cur != rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(res, &rl);
-	}
-	return rl.rlim_cur;
-}
 
 /*
  * Print the machine and check that n workers and SPARE_PIDS more fit under
@@ -333,13 +269,13 @@ raise_limit(int res)
 static void
 machine(void)
 {
-	long   cores = sysconf(_SC_NPROCESSORS_ONLN), now = nprocs();
-	long   pid_max = read_long("/proc/sys/kernel/pid_max");
-	long   threads = read_long("/proc/sys/kernel/threads-max");
+	long   cores = sysconf(_SC_NPROCESSORS_ONLN), now = tu_nprocs();
+	long   pid_max = tu_read_long("/proc/sys/kernel/pid_max");
+	long   threads = tu_read_long("/proc/sys/kernel/threads-max");
 	long   need = (long)cfg.n + SPARE_PIDS;
-	rlim_t nproc = raise_limit(RLIMIT_NPROC);
+	rlim_t nproc = tu_raise_limit(RLIMIT_NPROC);
 
-	(void)raise_limit(RLIMIT_NOFILE);
+	(void)tu_raise_limit(RLIMIT_NOFILE);
 	fig("machine_cores", 0, (double)cores, "cpus");
 	fig("machine_pid_max", 0, (double)pid_max, "pids");
 	printf("# machine: %ld processes running, threads-max %ld, "
@@ -403,9 +339,9 @@ static double
 run_timed(char *const *argv)
 {
 	int      io[3] = {devnull, devnull, -1};
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tu_now_ns();
 	int      st = run_wait(run_start(argv, io), NULL);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = tu_now_ns();
 
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		errx(1, "%s %s: exit status %#x", argv[0],
@@ -504,7 +440,7 @@ raw_vspawn(const char *path)
 static double
 raw_fill(pid_t (*spawn)(const char *))
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tu_now_ns();
 
 	for (; raw_alive < cfg.n; raw_alive++) {
 		pid_t pid = spawn(cfg.worker);
@@ -514,7 +450,7 @@ raw_fill(pid_t (*spawn)(const char *))
 			    cfg.worker, strerror((int)-pid), raw_alive);
 		raw_pids[raw_alive] = pid;
 	}
-	return cfg.n / ((double)(now_ns() - t0) / 1e9);
+	return cfg.n / ((double)(tu_now_ns() - t0) / 1e9);
 }
 
 static void
@@ -540,7 +476,7 @@ raw_restarts(struct results *res)
 		err(1, "calloc");
 	for (i = 0; i < cfg.crashes; i++) {
 		unsigned j = (unsigned)(rnd() % cfg.n);
-		uint64_t t0 = now_ns();
+		uint64_t t0 = tu_now_ns();
 		pid_t    pid;
 
 		(void)kill(raw_pids[j], SIGKILL);
@@ -549,7 +485,7 @@ raw_restarts(struct results *res)
 			errx(1, "unable to spawn %s: %s", cfg.worker,
 			    strerror((int)-pid));
 		raw_pids[j] = pid;
-		v[i] = (double)(now_ns() - t0) / 1e3;
+		v[i] = (double)(tu_now_ns() - t0) / 1e3;
 	}
 	res->raw_restart_p50 = quantile(v, cfg.crashes, 0.50);
 	fig("raw_restart_p50_us", 1, res->raw_restart_p50, "us");
@@ -631,20 +567,6 @@ cpu_us(pid_t pid)
 	return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
 
-static bool
-can_connect(const char *path)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int                fd, r;
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return false;
-	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	close(fd);
-	return r == 0;
-}
-
 /*
  * ON: set the environment the daemon with ballast starts with; off: put
  * ours back.  A sanitized (ASan) daemon refuses to start when its runtime
@@ -716,13 +638,13 @@ kvd_start(struct kvd *d, const char *tag, bool fat)
 		preload(false);
 	close(io[1]);
 	cfg.keep = true; /* until it listens: keep its log to say why */
-	for (end = now_ns() + READY_LIMIT; !can_connect(d->sock);) {
+	for (end = tu_now_ns() + READY_LIMIT; !tu_can_connect(d->sock);) {
 		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
 			d->pid = 0;
 			errx(1, "keyvisord exited (status %#x); see %s", st,
 			    d->log);
 		}
-		if (now_ns() > end)
+		if (tu_now_ns() > end)
 			errx(1, "keyvisord is not listening on %s", d->sock);
 		sleep_ms(2);
 	}
@@ -783,9 +705,9 @@ spawn_all(struct kvd *d, const char *tag, struct spawn_run *out)
 	io[2] = open(errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (io[0] == -1 || io[2] == -1)
 		err(1, "unable to open %s or %s", keysfile, errlog);
-	t0 = now_ns();
+	t0 = tu_now_ns();
 	st = run_wait(run_start(argv, io), &ru);
-	t1 = now_ns();
+	t1 = tu_now_ns();
 	close(io[0]);
 	close(io[2]);
 	cfg.keep = true; /* a failure leaves the logs */
@@ -841,14 +763,14 @@ static pid_t
 published(const struct kvd *d, const char *key, size_t len)
 {
 	struct kv_entry e;
-	uint64_t        end = now_ns() + WAIT_LIMIT;
+	uint64_t        end = tu_now_ns() + WAIT_LIMIT;
 
 	do {
 		if (kv_reg_lookup(d->reg, key, len, &e) == 0 && e.pid > 0 &&
 		    e.owner == d->pid)
 			return e.pid;
 		sched_yield();
-	} while (now_ns() < end);
+	} while (tu_now_ns() < end);
 	return 0;
 }
 
@@ -872,7 +794,7 @@ crash_one(struct crasher *cr, uint64_t gap)
 		cr->lost++;
 		return -1;
 	}
-	t0 = now_ns();
+	t0 = tu_now_ns();
 	cr->due = t0 + gap;
 	/* Ours: the daemon we started spawned it and has not reaped it. */
 	if (kill(old, SIGKILL) == -1)
@@ -880,9 +802,9 @@ crash_one(struct crasher *cr, uint64_t gap)
 	do {
 		if (kv_reg_lookup(cr->d->reg, key, len, &e) == 0 &&
 		    e.pid != old && e.pid > 0)
-			return (double)(now_ns() - t0) / 1e3;
+			return (double)(tu_now_ns() - t0) / 1e3;
 		sched_yield();
-	} while (now_ns() - t0 < WAIT_LIMIT);
+	} while (tu_now_ns() - t0 < WAIT_LIMIT);
 	cr->lost++;
 	return -1;
 }
@@ -1147,20 +1069,6 @@ targets(const struct results *r)
 
 /* Setup. */
 
-/* The directory this executable lives in, into BUF. */
-static void
-self_dir(char *buf, size_t size)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-	char   *slash;
-
-	buf[n > 0 ? n : 0] = '\0';
-	if ((slash = strrchr(buf, '/')) != NULL)
-		*slash = '\0';
-	else
-		snprintf(buf, size, ".");
-}
-
 /*
  * OPT if set, else $ENV, else BASE/REL; made absolute when it exists
  * (malloc'ed, kept till exit).
@@ -1192,7 +1100,7 @@ find_programs(void)
 	const char *build = getenv("KV_BUILD");
 	char       *root = NULL;
 
-	self_dir(here, sizeof(here));
+	tu_self_dir(here, sizeof(here));
 	if (build != NULL && build[0] != '\0')
 		root = strdup(build);
 	else if (asprintf(&root, "%s/../..", here) == -1)

@@ -84,6 +84,7 @@
 #include <jansson.h>
 
 #include "keyvisor/registry.h"
+#include "testutil.h"
 
 #define MS (UINT64_C(1000000)) /* nanoseconds */
 #define S  (UINT64_C(1000000000))
@@ -257,15 +258,6 @@ static uint64_t rng;
 
 /* Utilities. */
 
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * S + (uint64_t)ts.tv_nsec;
-}
-
 static void
 sleep_ms(unsigned ms)
 {
@@ -298,21 +290,6 @@ static uint64_t
 exp_gap(double rate)
 {
 	return (uint64_t)(-log(1.0 - rnd01()) / rate * 1e9);
-}
-
-/* The first long in FILE, or -1. */
-static long
-read_long(const char *file)
-{
-	FILE *f = fopen(file, "re");
-	long  v = -1;
-
-	if (f != NULL) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
 }
 
 /* /proc. */
@@ -436,22 +413,6 @@ fd_count(pid_t pid)
 	return n;
 }
 
-/* Processes now on the machine: one numeric entry of /proc each. */
-static long
-nprocs(void)
-{
-	DIR           *dir = opendir("/proc");
-	struct dirent *de;
-	long           n = 0;
-
-	if (dir == NULL)
-		return 0;
-	while ((de = readdir(dir)) != NULL)
-		n += de->d_name[0] >= '1' && de->d_name[0] <= '9';
-	closedir(dir);
-	return n;
-}
-
 /*
  * THE CHECKER.  A thread looks the keys up in turn, without pause, with
  * kv_reg_lookup() on the segment mapped read-only, and checks every hit:
@@ -517,11 +478,11 @@ follow(struct checker *c, const struct kv_entry *e)
 {
 	struct kv_entry cur;
 	struct pstat    ps;
-	uint64_t        end = now_ns() + FOLLOW_NS;
+	uint64_t        end = tu_now_ns() + FOLLOW_NS;
 	int             r;
 
 	INC(c->t.zombies);
-	while (now_ns() < end) {
+	while (tu_now_ns() < end) {
 		INC(c->t.lookups);
 		r = kv_reg_lookup(c->reg, e->key, e->keylen, &cur);
 		if (r == 0)
@@ -635,7 +596,7 @@ checker_main(void *arg)
 static bool
 reap_within(pid_t pid, uint64_t limit, int *status)
 {
-	uint64_t end = now_ns() + limit;
+	uint64_t end = tu_now_ns() + limit;
 	pid_t    r;
 
 	do {
@@ -645,22 +606,8 @@ reap_within(pid_t pid, uint64_t limit, int *status)
 		if (r == -1 && errno != EINTR)
 			return true;
 		sleep_ms(5);
-	} while (now_ns() < end);
+	} while (tu_now_ns() < end);
 	return false;
-}
-
-static bool
-can_connect(const char *path)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int                fd, r;
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return false;
-	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	close(fd);
-	return r == 0;
 }
 
 /*
@@ -716,14 +663,14 @@ daemon_start(struct soak *s, const sigset_t *mask)
 	if (s->dpid == 0)
 		daemon_exec(argv, mask, logfd);
 	close(logfd);
-	for (end = now_ns() + READY_LIMIT; !can_connect(s->sock);) {
+	for (end = tu_now_ns() + READY_LIMIT; !tu_can_connect(s->sock);) {
 		if (waitpid(s->dpid, &st, WNOHANG) == s->dpid) {
 			s->dpid = 0;
 			cfg.keep = true;
 			errx(2, "keyvisord exited (status %#x); see %s", st,
 			    s->log);
 		}
-		if (now_ns() > end)
+		if (tu_now_ns() > end)
 			errx(2, "keyvisord is not listening on %s", s->sock);
 		sleep_ms(2);
 	}
@@ -942,7 +889,7 @@ on_start(struct soak *s, uint32_t k, json_t *rep)
 			set_state(s, k, K_RUNNING);
 		} else {
 			set_state(s, k, K_STOPPED);
-			s->keys[k].at = now_ns() + S;
+			s->keys[k].at = tu_now_ns() + S;
 		}
 		return;
 	}
@@ -969,7 +916,7 @@ on_stop(struct soak *s, uint32_t k, json_t *rep)
 	int             r;
 
 	set_state(s, k, K_STOPPED);
-	s->keys[k].at = now_ns() + (uint64_t)(rnd01() * RESTART_AFTER_MAX);
+	s->keys[k].at = tu_now_ns() + (uint64_t)(rnd01() * RESTART_AFTER_MAX);
 	if (!json_is_true(json_object_get(rep, "ok"))) {
 		s->st.req_errors++;
 		problem(s, "stop %s: %s", name_of(s, k), reply_error(rep));
@@ -1370,7 +1317,7 @@ step(struct soak *s, int timeout_ms)
 	for (i = 1; i < n; i++)
 		if (pfd[i].revents != 0)
 			conn_read(s, c[i]);
-	now = now_ns();
+	now = tu_now_ns();
 	if (s->nkilled > 0)
 		check_killed(s, now);
 	start_due(s, now);
@@ -1402,11 +1349,11 @@ in_flight(const struct soak *s)
 static bool
 quiesce(struct soak *s)
 {
-	uint64_t end = now_ns() + QUIESCE_LIMIT;
+	uint64_t end = tu_now_ns() + QUIESCE_LIMIT;
 
 	s->chaos = false;
 	while (s->nkilled + s->nstopped + s->nbusy > 0 || in_flight(s) > 0) {
-		if (s->failed_io || now_ns() > end)
+		if (s->failed_io || tu_now_ns() > end)
 			return false;
 		step(s, 1);
 	}
@@ -1417,7 +1364,7 @@ quiesce(struct soak *s)
 static bool
 sample(struct soak *s, struct sample *sm)
 {
-	uint64_t end = now_ns() + INFO_LIMIT;
+	uint64_t end = tu_now_ns() + INFO_LIMIT;
 	json_t  *req = json_pack("{s:s}", "op", "info");
 
 	rss_read(s->dpid, sm);
@@ -1426,12 +1373,12 @@ sample(struct soak *s, struct sample *sm)
 	if (req == NULL || conn_send(s, &s->start, req, OP_INFO, 0) < 0)
 		return false;
 	while (s->start.qlen > 0) {
-		if (s->failed_io || now_ns() > end)
+		if (s->failed_io || tu_now_ns() > end)
 			return false;
 		step(s, 1);
 	}
 	sm->info = s->info;
-	sm->min = (double)(now_ns() - s->t0) / 60e9;
+	sm->min = (double)(tu_now_ns() - s->t0) / 60e9;
 	return s->info.got && sm->rss > 0 && sm->fds > 0;
 }
 
@@ -1648,11 +1595,11 @@ run(struct soak *s)
 		next += cfg.interval;
 		until = next < end ? next : end;
 		s->chaos = true;
-		while (now_ns() < until && !s->interrupted && !s->failed_io)
+		while (tu_now_ns() < until && !s->interrupted && !s->failed_io)
 			step(s, 1);
 		if (s->failed_io || !checkpoint(s))
 			return;
-		if (now_ns() >= end || s->interrupted)
+		if (tu_now_ns() >= end || s->interrupted)
 			return;
 	}
 }
@@ -1702,9 +1649,9 @@ finish(struct soak *s)
 	if (s->dpid > 0 && !s->failed_io)
 		record_workers(s);
 	s->lookups_before_stop = LOAD(s->ck.t.lookups);
-	t = now_ns();
+	t = tu_now_ns();
 	s->shutdown_ok = daemon_stop(s);
-	s->shutdown_s = (double)(now_ns() - t) / 1e9;
+	s->shutdown_s = (double)(tu_now_ns() - t) / 1e9;
 	atomic_store(&s->ck.stop, true);
 	pthread_join(s->ck.thread, NULL);
 	s->reg = kv_reg_close(s->reg);
@@ -1720,16 +1667,6 @@ finish(struct soak *s)
 
 static struct soak *live; /* for cleanup() */
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	(void)remove(path);
-	return 0;
-}
-
 /* At exit, on any path: the daemon stopped, the temporary dir removed. */
 static void
 cleanup(void)
@@ -1742,37 +1679,22 @@ cleanup(void)
 		(void)daemon_stop(s);
 	(void)segment_left(s);
 	if (s->tmpdir[0] != '\0' && !cfg.keep)
-		(void)nftw(s->tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		(void)nftw(s->tmpdir, tu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	else if (s->tmpdir[0] != '\0')
 		fprintf(
 		    stderr, "kv-soak: kept %s (the daemon's log)\n", s->tmpdir);
-}
-
-/* Raise a soft limit to its hard limit; returns the new soft limit. */
-static rlim_t
-raise_limit(int res)
-{
-	struct rlimit rl;
-
-	if (getrlimit(res, &rl) == -1)
-		return RLIM_INFINITY;
-	if (rl.rlim_cur != rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(res, &rl);
-	}
-	return rl.rlim_cur;
 }
 
 /* Room for n workers and SPARE_PIDS more, or exit 77 (skipped). */
 static void
 machine(void)
 {
-	long   now = nprocs(), need = (long)cfg.n + SPARE_PIDS;
-	long   pid_max = read_long("/proc/sys/kernel/pid_max");
-	long   threads = read_long("/proc/sys/kernel/threads-max");
-	rlim_t nproc = raise_limit(RLIMIT_NPROC);
+	long   now = tu_nprocs(), need = (long)cfg.n + SPARE_PIDS;
+	long   pid_max = tu_read_long("/proc/sys/kernel/pid_max");
+	long   threads = tu_read_long("/proc/sys/kernel/threads-max");
+	rlim_t nproc = tu_raise_limit(RLIMIT_NPROC);
 
-	(void)raise_limit(RLIMIT_NOFILE);
+	(void)tu_raise_limit(RLIMIT_NOFILE);
 	if ((pid_max > 0 && pid_max - now < need) ||
 	    (threads > 0 && threads - now < need) ||
 	    (getuid() != 0 && nproc != RLIM_INFINITY &&
@@ -1960,20 +1882,6 @@ options(int argc, char **argv)
 	rng = cfg.seed != 0 ? cfg.seed : 1; /* xorshift's state is never 0 */
 }
 
-/* The directory this executable lives in, into BUF. */
-static void
-self_dir(char *buf, size_t size)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-	char   *slash;
-
-	buf[n > 0 ? n : 0] = '\0';
-	if ((slash = strrchr(buf, '/')) != NULL)
-		*slash = '\0';
-	else
-		snprintf(buf, size, ".");
-}
-
 /*
  * OPT if set, else $ENV, else BASE/REL; made absolute when it exists
  * (malloc'ed, kept till exit).
@@ -2005,7 +1913,7 @@ find_programs(void)
 	const char *build = getenv("KV_BUILD");
 	char       *root = NULL;
 
-	self_dir(here, sizeof(here));
+	tu_self_dir(here, sizeof(here));
 	if (build != NULL && build[0] != '\0')
 		root = strdup(build);
 	else if (asprintf(&root, "%s/../..", here) == -1)
@@ -2040,7 +1948,7 @@ signals(struct soak *s, sigset_t *old)
 static void
 start_up(struct soak *s)
 {
-	uint64_t t = now_ns();
+	uint64_t t = tu_now_ns();
 	unsigned i;
 
 	conn_open(s, &s->start, START_WINDOW + 8);
@@ -2057,10 +1965,10 @@ start_up(struct soak *s)
 		cfg.keep = true;
 		errx(2, "unable to start %u workers; see %s", cfg.n, s->log);
 	}
-	s->startup_s = (double)(now_ns() - t) / 1e9;
+	s->startup_s = (double)(tu_now_ns() - t) / 1e9;
 	s->st.starts = 0;
 	checker_start(s);
-	s->t0 = s->next_zscan = now_ns();
+	s->t0 = s->next_zscan = tu_now_ns();
 }
 
 int
