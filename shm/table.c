@@ -48,6 +48,13 @@ void (*kv_table_crashpoint)(int point);
 #define READ_TRIES       64
 #define READ_YIELD_AFTER 8
 
+/*
+ * The read path (read_entry() and what it calls) is compiled as one
+ * function, with the partition's geometry in registers: a hit spends its
+ * time on the cache lines it needs, not on calls and reloads.
+ */
+#define READ_PATH static inline __attribute__((always_inline))
+
 struct part {
 	struct kv_partition *p;
 	uint64_t            *cells;
@@ -57,7 +64,7 @@ struct part {
 	uint32_t             index;
 };
 
-static struct part
+READ_PATH struct part
 part_of(const struct kv_reg *r, uint32_t i)
 {
 	struct part pt = {
@@ -185,7 +192,7 @@ key_eq(const char *a, const char *b, size_t len)
  * under us: every length used for an access is ours or clamped, and the
  * caller discards the answer if the sequence counter moved.
  */
-static bool
+READ_PATH bool
 slot_is(const struct part *pt, uint32_t idx, uint64_t h, const char *key,
     size_t len)
 {
@@ -226,7 +233,7 @@ _Static_assert(KV_SAME_OFFSET(reg_time_ns) && KV_SAME_OFFSET(epoch) &&
  * go in 16-byte moves read inside data[]; the bytes past each string's
  * length in OUT are unspecified.
  */
-static void
+READ_PATH void
 slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 {
 	const struct kv_slot *s = &pt->slots[idx];
@@ -307,7 +314,7 @@ slot_fill(const struct part *pt, uint32_t idx, uint64_t h,
  * validate the result with the sequence counter, and use *SLOT rather than
  * load the cell again: it may have changed since.
  */
-static int64_t
+READ_PATH int64_t
 probe(const struct part *pt, uint64_t h, const char *key, size_t len,
     uint32_t *hole, uint32_t *slot)
 {
@@ -343,7 +350,7 @@ probe(const struct part *pt, uint64_t h, const char *key, size_t len,
  * access outside the mapping.
  */
 /* One probe and copy, unsynchronised; the caller validates. */
-static int
+READ_PATH int
 lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
     struct kv_entry *out, bool published_only)
 {
@@ -357,7 +364,7 @@ lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
 	return 0;
 }
 
-static int
+READ_PATH int
 read_entry(const struct kv_reg *r, const char *key, size_t len,
     struct kv_entry *out, bool published_only, bool sync)
 {
