@@ -45,7 +45,7 @@
 #include <stdint.h>
 
 #define KV_SHM_MAGIC  UINT64_C(0x3152535649564b83) /* "\x83KVIVSR1" LE */
-#define KV_SHM_LAYOUT 2u
+#define KV_SHM_LAYOUT 3u
 
 /*
  * The capacity is what bounds the load factor (by default nslots is twice
@@ -114,6 +114,11 @@ _Static_assert(sizeof(struct kv_partition) == 128,
  * when they fit in its 64 bytes; otherwise they all live in the tail of
  * the same index.  The tail is written with the slot and is part of it for
  * every rule in table.c.
+ *
+ * A key shorter than KV_SLOT_INLINE always starts data[], followed by a NUL,
+ * even when the strings live in the tail: where a reader compares a key is
+ * then decided by the length it looks for, not by lengths read from the
+ * slot, so the comparison's loads need not wait for the slot's first line.
  */
 #define KV_SLOT_INLINE 64
 #define KV_TAIL_SIZE   576

@@ -189,27 +189,19 @@ key_eq(const char *a, const char *b, size_t len)
 
 /*
  * Does slot IDX hold KEY?  Under the read protocol the slot may be changing
- * under us: every length used for an access is ours or clamped, and the
- * caller discards the answer if the sequence counter moved.
+ * under us; the caller discards the answer if the sequence counter moved.
+ * Where the key is compared depends on LEN alone, which is ours (see
+ * layout.h): no address here is computed from what the slot claims, so
+ * the key's line is fetched alongside the first one, not after it.
  */
 READ_PATH bool
 slot_is(const struct part *pt, uint32_t idx, uint64_t h, const char *key,
     size_t len)
 {
 	const struct kv_slot *s = &pt->slots[idx];
-	size_t                vlen = s->valuelen, kdlen = s->kindlen;
+	const char *d = len < KV_SLOT_INLINE ? s->data : pt->tails[idx].data;
 
-	if (s->hash != h || s->keylen != len)
-		return false;
-	/* len is ours; the lengths read here once, clamped, decide where. */
-	if (vlen > KV_VALUE_MAX)
-		vlen = KV_VALUE_MAX;
-	if (kdlen > KV_KIND_MAX)
-		kdlen = KV_KIND_MAX;
-	return key_eq(KV_SLOT_LEN(len, vlen, kdlen) <= KV_SLOT_INLINE
-	                  ? s->data
-	                  : pt->tails[idx].data,
-	    key, len);
+	return s->hash == h && s->keylen == len && key_eq(d, key, len);
 }
 
 /* The block slot_copy_out() moves at once is laid out alike on both sides. */
@@ -266,8 +258,13 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 		else
 			memcpy(out->kind, d + ko, kdlen);
 	} else {
+		/*
+		 * A short key is taken from data[], where slot_is() compared
+		 * it: the tail's copy should be the same, but only the bytes
+		 * compared are known to be the key asked for.
+		 */
 		d = pt->tails[idx].data;
-		memcpy(out->key, d, klen);
+		memcpy(out->key, klen < KV_SLOT_INLINE ? s->data : d, klen);
 		memcpy(out->value, d + klen + 1, vlen);
 		memcpy(out->kind, d + klen + 1 + vlen, kdlen);
 	}
@@ -305,6 +302,10 @@ slot_fill(const struct part *pt, uint32_t idx, uint64_t h,
 	memcpy(d + e->keylen + 1, e->value, e->valuelen);
 	memcpy(d + e->keylen + 1 + e->valuelen, e->kind, kdlen);
 	d[e->keylen + 1 + e->valuelen + kdlen] = '\0';
+	if (d != s->data && e->keylen < KV_SLOT_INLINE) {
+		memcpy(s->data, e->key, e->keylen);
+		s->data[e->keylen] = '\0';
+	}
 }
 
 /*
