@@ -9,7 +9,7 @@
  *   cells_off           +------------------------------------------+
  *                       | uint64_t cells [nslots]            8 B   |
  *   slots_off           +------------------------------------------+
- *                       | struct kv_slot [nslots]          128 B   |
+ *                       | struct kv_slot [nslots]           64 B   |
  *   tails_off           +------------------------------------------+
  *                       | struct kv_tail [nslots]          576 B   |
  *   total_size          +------------------------------------------+
@@ -27,7 +27,8 @@
  * Readers scan the dense cell array and touch a slot only when a tag
  * matches.  A slot keeps its strings inline when they fit and in the tail
  * of the same index otherwise, so that the slots a lookup touches stay
- * dense: a registry of short keys is 128 bytes an entry to readers.  Deletion shifts later cells of the probe run backwards (no
+ * dense: a registry of short entries is one 64-byte line an entry to
+ * readers.  Deletion shifts later cells of the probe run backwards (no
  * tombstones), moving only 8-byte cells, never slots.
  *
  * The cells are the only truth about what is registered.  A slot no cell
@@ -45,7 +46,7 @@
 #include <stdint.h>
 
 #define KV_SHM_MAGIC  UINT64_C(0x3152535649564b83) /* "\x83KVIVSR1" LE */
-#define KV_SHM_LAYOUT 3u
+#define KV_SHM_LAYOUT 4u
 
 /*
  * The capacity is what bounds the load factor (by default nslots is twice
@@ -106,50 +107,60 @@ _Static_assert(sizeof(struct kv_partition) == 128,
     "a partition owns two whole cache lines");
 
 /*
- * One entry, in two cache lines.  The first holds the fixed fields, those
- * from start_time to valuelen in the order and with the widths of struct
- * kv_entry, so that a reader copies them out in one 48-byte move (table.c
- * checks the correspondence).  The second is data[]: the strings back to
- * back, the key, a NUL, the value, the kind, a NUL (KV_SLOT_LEN() bytes),
- * when they fit in its 64 bytes; otherwise they all live in the tail of
- * the same index.  The tail is written with the slot and is part of it for
- * every rule in table.c.
+ * One entry, in one cache line: the fixed fields that every entry has,
+ * then a shape word, then data[], which holds the key, the value and the
+ * kind back to back (no NULs) when they fit in its 32 bytes and the entry
+ * has no epoch, no node and only flags below 128, the usual case; a lookup
+ * then reads this one line.  Otherwise the slot is marked KV_SHAPE_TAIL and
+ * the epoch, node, flags and strings live in the tail of the same index.
+ * The tail is written with the slot and is part of it for every rule in
+ * table.c.
  *
- * A key shorter than KV_SLOT_INLINE always starts data[], followed by a NUL,
- * even when the strings live in the tail: where a reader compares a key is
- * then decided by the length it looks for, not by lengths read from the
- * slot, so the comparison's loads need not wait for the slot's first line.
+ * A key of at most KV_SLOT_INLINE bytes always starts data[], also when the
+ * strings live in the tail: where a reader compares a key is then decided
+ * by the length it looks for, not by anything read from the slot.
+ *
+ * The slot does not keep the key's hash: the cell has 32 bits of it, which
+ * is all a lookup needs, and the writers' repair recomputes it from the key.
+ * A free slot's data[] holds its free-list link.
  */
-#define KV_SLOT_INLINE 64
+#define KV_SLOT_INLINE 32
 #define KV_TAIL_SIZE   576
-#define KV_SLOT_LEN(keylen, valuelen, kindlen)                                 \
-	((size_t)(keylen) + 1 + (size_t)(valuelen) + (size_t)(kindlen) + 1)
+
+/* The shape word: lengths, flags, where the rest lives, repair's mark. */
+#define KV_SHAPE_KEYLEN(w)   ((uint32_t)(w) & 0xffu)
+#define KV_SHAPE_VALUELEN(w) (((uint32_t)(w) >> 8) & 0x1ffu)
+#define KV_SHAPE_KINDLEN(w)  (((uint32_t)(w) >> 17) & 0x1fu)
+#define KV_SHAPE_FLAGS(w)    (((uint32_t)(w) >> 22) & 0x7fu)
+#define KV_SHAPE_FLAGS_MAX   0x7fu
+#define KV_SHAPE_TAIL        (1u << 29) /* epoch, node, flags, strings: tail */
+#define KV_SHAPE_MARK        (1u << 30) /* scratch for repair */
+#define KV_SHAPE(keylen, valuelen, kindlen, flags)                             \
+	((uint32_t)(keylen) | (uint32_t)(valuelen) << 8 |                      \
+	    (uint32_t)(kindlen) << 17 | (uint32_t)(flags) << 22)
 
 struct kv_slot {
-	alignas(64) uint64_t hash; /* full SipHash of the key */
-	uint64_t start_time;
+	alignas(64) uint64_t start_time;
 	uint64_t reg_time_ns;
-	uint64_t epoch;
 	int32_t  pid;
 	int32_t  owner;
 	uint32_t incarnation;
-	uint32_t node;
-	uint32_t flags; /* KV_ENTRY_* */
-	uint16_t keylen;
-	uint16_t valuelen;
-	uint8_t  kindlen;
-	uint8_t  mark; /* scratch for repair; meaningless otherwise */
-	uint16_t reserved;
-	uint32_t next_free; /* free-list link (local index + 1), when free */
-	alignas(64) char data[KV_SLOT_INLINE];
+	uint32_t shape; /* KV_SHAPE_* */
+	union {
+		char     data[KV_SLOT_INLINE];
+		uint32_t next_free; /* free-list link (local index + 1), when free */
+	};
 };
-_Static_assert(offsetof(struct kv_slot, data) == 64, "data moved");
-_Static_assert(sizeof(struct kv_slot) == 128, "kv_slot is ABI");
+_Static_assert(offsetof(struct kv_slot, data) == 32, "data moved");
+_Static_assert(sizeof(struct kv_slot) == 64, "kv_slot is ABI");
 
 struct kv_tail {
-	alignas(64) char data[KV_TAIL_SIZE];
+	alignas(64) uint64_t epoch;
+	uint32_t node;
+	uint32_t flags;
+	char     data[KV_TAIL_SIZE - 16];
 };
 _Static_assert(sizeof(struct kv_tail) == KV_TAIL_SIZE, "kv_tail is ABI");
-_Static_assert(KV_SLOT_LEN(255, 256, 31) <= KV_TAIL_SIZE, "tail too small");
+_Static_assert(KV_TAIL_SIZE - 16 >= 255 + 256 + 31, "tail too small");
 
 #endif /* KEYVISOR_SHM_LAYOUT_H */

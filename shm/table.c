@@ -141,15 +141,20 @@ cpu_relax(unsigned attempt)
 #endif
 }
 
-/* Where slot IDX keeps its strings: inline, or in its tail.  Writers only. */
+/* Where slot IDX keeps its key (layout.h).  Writers only. */
 static const char *
-slot_data(const struct part *pt, uint32_t idx)
+slot_key(const struct part *pt, uint32_t idx)
 {
-	const struct kv_slot *s = &pt->slots[idx];
-
-	return KV_SLOT_LEN(s->keylen, s->valuelen, s->kindlen) <= KV_SLOT_INLINE
-	    ? s->data
+	return KV_SHAPE_KEYLEN(pt->slots[idx].shape) <= KV_SLOT_INLINE
+	    ? pt->slots[idx].data
 	    : pt->tails[idx].data;
+}
+
+/* The hash of the key slot IDX holds.  Writers only: plausibility, repair. */
+static uint64_t
+slot_hash(const struct kv_reg *r, const struct part *pt, uint32_t idx)
+{
+	return hash_key(r, slot_key(pt, idx), KV_SHAPE_KEYLEN(pt->slots[idx].shape));
 }
 
 /*
@@ -188,85 +193,74 @@ key_eq(const char *a, const char *b, size_t len)
 }
 
 /*
- * Does slot IDX hold KEY?  Under the read protocol the slot may be changing
- * under us; the caller discards the answer if the sequence counter moved.
- * Where the key is compared depends on LEN alone, which is ours (see
- * layout.h): no address here is computed from what the slot claims, so
- * the key's line is fetched alongside the first one, not after it.
+ * Does slot IDX hold KEY?  The cell's tag has matched 32 bits of the hash.
+ * Under the read protocol the slot may be changing under us; the caller
+ * discards the answer if the sequence counter moved.  Where the key is
+ * compared depends on LEN alone, which is ours (see layout.h).
  */
 READ_PATH bool
-slot_is(const struct part *pt, uint32_t idx, uint64_t h, const char *key,
-    size_t len)
+slot_is(const struct part *pt, uint32_t idx, const char *key, size_t len)
 {
 	const struct kv_slot *s = &pt->slots[idx];
-	const char *d = len < KV_SLOT_INLINE ? s->data : pt->tails[idx].data;
+	const char *d = len <= KV_SLOT_INLINE ? s->data : pt->tails[idx].data;
 
-	return s->hash == h && s->keylen == len && key_eq(d, key, len);
+	return KV_SHAPE_KEYLEN(s->shape) == len && key_eq(d, key, len);
 }
 
-/* The block slot_copy_out() moves at once is laid out alike on both sides. */
-#define KV_SAME_OFFSET(f)                                                      \
-	(offsetof(struct kv_slot, f) - offsetof(struct kv_slot, start_time) ==   \
-	    offsetof(struct kv_entry, f) - offsetof(struct kv_entry, start_time))
-#define KV_FIXED_SIZE                                                          \
-	(offsetof(struct kv_entry, valuelen) + sizeof(uint16_t) -              \
-	    offsetof(struct kv_entry, start_time))
-_Static_assert(KV_SAME_OFFSET(reg_time_ns) && KV_SAME_OFFSET(epoch) &&
-        KV_SAME_OFFSET(pid) && KV_SAME_OFFSET(owner) &&
-        KV_SAME_OFFSET(incarnation) && KV_SAME_OFFSET(node) &&
-        KV_SAME_OFFSET(flags) && KV_SAME_OFFSET(keylen) &&
-        KV_SAME_OFFSET(valuelen) && KV_FIXED_SIZE == 48,
-    "kv_slot's fixed fields must mirror kv_entry's");
-
 /*
- * Copy slot IDX to OUT.  Every length the slot claims is clamped first, so
- * a torn slot yields garbage (discarded by the caller) but no access
- * outside the slot, its tail or the entry.  Short strings, the usual case,
- * go in 16-byte moves read inside data[]; the bytes past each string's
- * length in OUT are unspecified.
+ * Copy slot IDX to OUT.  Every length the slot claims is bounded by its
+ * bit width or clamped, and strings that would not fit in data[] are read
+ * from the tail, so a torn slot yields garbage (discarded by the caller)
+ * but no access outside the slot, its tail or the entry.  Short strings,
+ * the usual case, go in 16-byte moves; the bytes past each string's length
+ * in OUT are unspecified.
  */
 READ_PATH void
 slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 {
 	const struct kv_slot *s = &pt->slots[idx];
-	size_t      klen = s->keylen, vlen = s->valuelen, kdlen = s->kindlen;
-	const char *d;
+	uint32_t              w = s->shape;
+	size_t klen = KV_SHAPE_KEYLEN(w), vlen = KV_SHAPE_VALUELEN(w),
+	       kdlen = KV_SHAPE_KINDLEN(w);
 
-	memcpy(&out->start_time, &s->start_time, KV_FIXED_SIZE);
-	if (klen > KV_KEY_MAX)
-		klen = KV_KEY_MAX;
+	memcpy(&out->start_time, &s->start_time, 16); /* and reg_time_ns */
+	out->pid = s->pid;
+	out->owner = s->owner;
+	out->incarnation = s->incarnation;
 	if (vlen > KV_VALUE_MAX)
 		vlen = KV_VALUE_MAX;
-	if (kdlen > KV_KIND_MAX)
-		kdlen = KV_KIND_MAX;
 	out->keylen = (uint16_t)klen;
 	out->valuelen = (uint16_t)vlen;
-	if (KV_SLOT_LEN(klen, vlen, kdlen) <= KV_SLOT_INLINE) {
-		size_t vo = klen + 1, ko = vo + vlen;
+	if (!(w & KV_SHAPE_TAIL) && klen + vlen + kdlen <= KV_SLOT_INLINE) {
+		const char *d = s->data, *v = d + klen, *k = v + vlen;
 
-		d = s->data;
-		if (klen < 16)
-			memcpy(out->key, d, 16);
+		out->epoch = 0;
+		out->node = 0;
+		out->flags = KV_SHAPE_FLAGS(w);
+		memcpy(out->key, d, KV_SLOT_INLINE);
+		if (vlen <= 16 && klen + 16 <= KV_SLOT_INLINE)
+			memcpy(out->value, v, 16);
 		else
-			memcpy(out->key, d, KV_SLOT_INLINE);
-		if (vlen <= 16 && vo + 16 <= KV_SLOT_INLINE)
-			memcpy(out->value, d + vo, 16);
+			memcpy(out->value, v, vlen);
+		if (kdlen <= 16 && klen + vlen + 16 <= KV_SLOT_INLINE)
+			memcpy(out->kind, k, 16);
 		else
-			memcpy(out->value, d + vo, vlen);
-		if (kdlen < 16 && ko + 16 <= KV_SLOT_INLINE)
-			memcpy(out->kind, d + ko, 16);
-		else
-			memcpy(out->kind, d + ko, kdlen);
+			memcpy(out->kind, k, kdlen);
 	} else {
+		const struct kv_tail *t = &pt->tails[idx];
+
+		out->epoch = t->epoch;
+		out->node = t->node;
+		out->flags = t->flags;
 		/*
 		 * A short key is taken from data[], where slot_is() compared
 		 * it: the tail's copy should be the same, but only the bytes
 		 * compared are known to be the key asked for.
 		 */
-		d = pt->tails[idx].data;
-		memcpy(out->key, klen < KV_SLOT_INLINE ? s->data : d, klen);
-		memcpy(out->value, d + klen + 1, vlen);
-		memcpy(out->kind, d + klen + 1 + vlen, kdlen);
+		memcpy(out->key, klen <= KV_SLOT_INLINE ? s->data : t->data,
+		    klen);
+		memcpy(out->value, t->data + klen, vlen);
+		memcpy(out->kind, t->data + klen + vlen, kdlen);
 	}
 	out->key[klen] = '\0';
 	out->kind[kdlen] = '\0';
@@ -274,38 +268,37 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 
 /* Fill free slot IDX (and its tail if need be) with E. */
 static void
-slot_fill(const struct part *pt, uint32_t idx, uint64_t h,
-    const struct kv_entry *e)
+slot_fill(const struct part *pt, uint32_t idx, const struct kv_entry *e)
 {
 	struct kv_slot *s = &pt->slots[idx];
+	size_t          klen = e->keylen, vlen = e->valuelen;
 	size_t          kdlen = strnlen(e->kind, KV_KIND_MAX);
-	char           *d;
+	uint32_t        w = KV_SHAPE(klen, vlen, kdlen, 0);
+	char           *d = s->data;
 
-	s->hash = h;
-	s->keylen = e->keylen;
-	s->valuelen = e->valuelen;
-	s->kindlen = (uint8_t)kdlen;
-	s->flags = e->flags;
+	s->start_time = e->start_time;
+	s->reg_time_ns = e->reg_time_ns != 0 ? e->reg_time_ns : now_ns();
 	s->pid = e->pid;
 	s->owner = e->owner;
 	s->incarnation = e->incarnation;
-	s->node = e->node;
-	s->start_time = e->start_time;
-	s->reg_time_ns = e->reg_time_ns != 0 ? e->reg_time_ns : now_ns();
-	s->epoch = e->epoch;
-	s->next_free = 0;
-	d = KV_SLOT_LEN(e->keylen, e->valuelen, kdlen) <= KV_SLOT_INLINE
-	    ? s->data
-	    : pt->tails[idx].data;
-	memcpy(d, e->key, e->keylen);
-	d[e->keylen] = '\0';
-	memcpy(d + e->keylen + 1, e->value, e->valuelen);
-	memcpy(d + e->keylen + 1 + e->valuelen, e->kind, kdlen);
-	d[e->keylen + 1 + e->valuelen + kdlen] = '\0';
-	if (d != s->data && e->keylen < KV_SLOT_INLINE) {
-		memcpy(s->data, e->key, e->keylen);
-		s->data[e->keylen] = '\0';
+	if (e->epoch == 0 && e->node == 0 && e->flags <= KV_SHAPE_FLAGS_MAX &&
+	    klen + vlen + kdlen <= KV_SLOT_INLINE) {
+		w |= KV_SHAPE(0, 0, 0, e->flags);
+	} else {
+		struct kv_tail *t = &pt->tails[idx];
+
+		t->epoch = e->epoch;
+		t->node = e->node;
+		t->flags = e->flags;
+		if (klen <= KV_SLOT_INLINE)
+			memcpy(s->data, e->key, klen);
+		d = t->data;
+		w |= KV_SHAPE_TAIL;
 	}
+	memcpy(d, e->key, klen);
+	memcpy(d + klen, e->value, vlen);
+	memcpy(d + klen + vlen, e->kind, kdlen);
+	s->shape = w;
 }
 
 /*
@@ -327,7 +320,7 @@ probe(const struct part *pt, uint64_t h, const char *key, size_t len,
 		if (c == 0)
 			break;
 		if ((uint32_t)(c >> 32) == tag && cell_slot(c) <= pt->mask &&
-		    slot_is(pt, cell_slot(c), h, key, len)) {
+		    slot_is(pt, cell_slot(c), key, len)) {
 			if (slot != NULL)
 				*slot = cell_slot(c);
 			return i;
@@ -461,24 +454,33 @@ seq_close(struct kv_partition *p)
  * cells as they were; one that dies in phase two leaves the flag set, and
  * the next one redoes phase two alone.
  */
+/*
+ * Could slot IDX be an entry of this partition?  Its lengths fit their
+ * fields and its key hashes here; *H gets that hash.
+ */
 static bool
-slot_plausible(const struct kv_reg *r, const struct part *pt, uint32_t idx)
+slot_plausible(const struct kv_reg *r, const struct part *pt, uint32_t idx,
+    uint64_t *h)
 {
-	const struct kv_slot *s = &pt->slots[idx];
+	uint32_t w = pt->slots[idx].shape;
 
-	return part_index(r, s->hash) == pt->index && s->keylen >= 1 &&
-	    s->keylen <= KV_KEY_MAX && s->valuelen <= KV_VALUE_MAX &&
-	    s->kindlen <= KV_KIND_MAX;
+	if (KV_SHAPE_KEYLEN(w) < 1 || KV_SHAPE_VALUELEN(w) > KV_VALUE_MAX ||
+	    (!(w & KV_SHAPE_TAIL) &&
+	        KV_SHAPE_KEYLEN(w) + KV_SHAPE_VALUELEN(w) + KV_SHAPE_KINDLEN(w) >
+	            KV_SLOT_INLINE))
+		return false;
+	*h = slot_hash(r, pt, idx);
+	return part_index(r, *h) == pt->index;
 }
 
 static bool
 cell_plausible(const struct kv_reg *r, const struct part *pt, uint64_t c)
 {
 	uint32_t idx = cell_slot(c);
+	uint64_t h;
 
-	return idx <= pt->mask &&
-	    (uint32_t)pt->slots[idx].hash == (uint32_t)(c >> 32) &&
-	    slot_plausible(r, pt, idx);
+	return idx <= pt->mask && slot_plausible(r, pt, idx, &h) &&
+	    (uint32_t)h == (uint32_t)(c >> 32);
 }
 
 static uint32_t
@@ -493,12 +495,12 @@ repair_mark(const struct kv_reg *r, const struct part *pt)
 			hwm = cell_slot(c) + 1;
 	}
 	for (i = 0; i < hwm; i++)
-		pt->slots[i].mark = 0;
+		pt->slots[i].shape &= ~KV_SHAPE_MARK;
 	for (i = 0; i <= pt->mask; i++) {
 		uint64_t c = pt->cells[i];
 
 		if (c != 0 && cell_plausible(r, pt, c))
-			pt->slots[cell_slot(c)].mark = 1;
+			pt->slots[cell_slot(c)].shape |= KV_SHAPE_MARK;
 	}
 	return hwm;
 }
@@ -513,8 +515,9 @@ repair_relink(const struct kv_reg *r, const struct part *pt, uint32_t hwm)
 	for (idx = 0; idx < hwm; idx++) {
 		struct kv_slot *s = &pt->slots[idx];
 		uint32_t        hole;
+		uint64_t        h;
 
-		if (!s->mark)
+		if (!(s->shape & KV_SHAPE_MARK))
 			continue;
 		/*
 		 * In a table this code wrote, phase one marked plausible
@@ -524,17 +527,17 @@ repair_relink(const struct kv_reg *r, const struct part *pt, uint32_t hwm)
 		 * and so is one beyond the fill, so that an empty cell is left
 		 * to end the probes.  So is a second slot for one key.
 		 */
-		if (count >= r->fill || !slot_plausible(r, pt, idx) ||
-		    probe(pt, s->hash, slot_data(pt, idx), s->keylen, &hole,
-		        NULL) >= 0) {
-			s->mark = 0;
+		if (count >= r->fill || !slot_plausible(r, pt, idx, &h) ||
+		    probe(pt, h, slot_key(pt, idx), KV_SHAPE_KEYLEN(s->shape),
+		        &hole, NULL) >= 0) {
+			s->shape &= ~KV_SHAPE_MARK;
 			continue;
 		}
-		pt->cells[hole] = cell_make(s->hash, idx);
+		pt->cells[hole] = cell_make(h, idx);
 		count++;
 	}
 	for (idx = hwm; idx-- > 0;) {
-		if (pt->slots[idx].mark)
+		if (pt->slots[idx].shape & KV_SHAPE_MARK)
 			continue;
 		pt->slots[idx].next_free = free_head;
 		free_head = idx + 1;
@@ -696,7 +699,7 @@ insert_locked(const struct kv_reg *r, const struct part *pt, uint64_t h,
 		return (int)a;
 	idx = (uint32_t)a;
 	CRASHPOINT(KV_CP_INS_ALLOC);
-	slot_fill(pt, idx, h, e);
+	slot_fill(pt, idx, e);
 	CRASHPOINT(KV_CP_INS_WRITTEN);
 	seq_open(pt->p);
 	CRASHPOINT(KV_CP_INS_OPEN);
@@ -842,7 +845,7 @@ swap_locked(const struct part *pt, uint64_t h, uint32_t i,
 		return (int)a;
 	idx = (uint32_t)a;
 	CRASHPOINT(KV_CP_REP_ALLOC);
-	slot_fill(pt, idx, h, e);
+	slot_fill(pt, idx, e);
 	CRASHPOINT(KV_CP_REP_WRITTEN);
 	seq_open(pt->p);
 	CRASHPOINT(KV_CP_REP_OPEN);

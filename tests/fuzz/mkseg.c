@@ -56,7 +56,7 @@ static const struct seed seeds[] = {
             {R_PARTS, PART(hwm), 4, "\xe8\x03\0\0"}}},
     {"cell-far", 1, 0, 0, 0,
         {{R_CELLS, 0, 8, "\xf0\xff\xff\xff\x12\x34\x56\x78"}}},
-    {"keylen", 1, 0x01, 0, 0, {{R_SLOTS, SLOT(keylen), 2, "\xff\xff"}}},
+    {"keylen", 1, 0x01, 0, 0, {{R_SLOTS, SLOT(shape), 2, "\xff\xff"}}},
     {"splice", 3, 0, 2, 0, {{R_FILE, 0x8000, 7, "garbage"}}},
 };
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "keyvisor/registry.h"
+#include "siphash.h"
 #include "table.h"
 
 static int
@@ -97,6 +98,8 @@ check(const struct kv_reg *r)
 			uint32_t        home, j;
 			struct kv_entry e;
 			const char     *key;
+			uint64_t        h;
+			size_t          klen;
 
 			if (c == 0)
 				continue;
@@ -105,17 +108,17 @@ check(const struct kv_reg *r)
 			s = &slots[(uint32_t)c - 1];
 			cr_assert(!used[(uint32_t)c - 1], "slot used twice");
 			used[(uint32_t)c - 1] = 1;
-			cr_assert((uint32_t)s->hash == (uint32_t)(c >> 32));
-			home = (uint32_t)s->hash & mask;
+			klen = KV_SHAPE_KEYLEN(s->shape);
+			key = klen <= KV_SLOT_INLINE ? s->data
+			                             : tails[(uint32_t)c - 1].data;
+			h = kv_siphash64(r->seed, key, klen);
+			cr_assert((uint32_t)h == (uint32_t)(c >> 32));
+			home = (uint32_t)h & mask;
 			for (j = home; j != i; j = (j + 1) & mask)
 				cr_assert(cells[j] != 0,
 				    "cell %u unreachable from home %u", i, home);
-			key = KV_SLOT_LEN(s->keylen, s->valuelen, s->kindlen) <=
-			        KV_SLOT_INLINE
-			    ? s->data
-			    : tails[(uint32_t)c - 1].data;
-			cr_assert(kv_reg_get(r, key, s->keylen, &e) == 0,
-			    "key %.*s not found by get", (int)s->keylen, key);
+			cr_assert(kv_reg_get(r, key, klen, &e) == 0,
+			    "key %.*s not found by get", (int)klen, key);
 			cr_assert(e.pid == s->pid);
 		}
 		cr_assert_eq(n, pp->count, "partition %u count %u, cells %u",
@@ -1081,6 +1084,76 @@ Test(stress, readers_never_see_torn_entries, .timeout = 60)
 	    (unsigned long long)sh->torn);
 	kv_reg_close(r);
 	munmap(sh, sizeof(*sh));
+}
+
+/*
+ * An entry lives in its slot's one line when its key, value and kind fit
+ * KV_SLOT_INLINE bytes and it has no epoch, no node and flags below 128;
+ * otherwise partly in its tail.  Every field round-trips on both sides of
+ * each of those boundaries, keys on both sides of KV_SLOT_INLINE too.
+ */
+Test(table, every_field_round_trips_inline_and_in_the_tail)
+{
+	static const size_t vlens[] = {0, 1, 15, 16, 17, 31};
+	static const size_t kdlens[] = {0, 5, 16, 31};
+	static const struct {
+		uint64_t epoch;
+		uint32_t node, flags;
+	} extra[] = {{0, 0, KV_ENTRY_PUBLISHED}, {0, 0, 0x7f}, {0, 0, 0x80},
+	    {5, 0, KV_ENTRY_PUBLISHED}, {0, 3, 0}, {~0ull, ~0u, ~0u}};
+	struct kv_reg  *r = make(64, 0, 0, NULL);
+	struct kv_entry e, got;
+	size_t          klen, v, k, x;
+
+	for (klen = 1; klen <= KV_SLOT_INLINE + 2; klen++)
+		for (v = 0; v < sizeof(vlens) / sizeof(vlens[0]); v++)
+			for (k = 0; k < sizeof(kdlens) / sizeof(kdlens[0]); k++)
+				for (x = 0; x < sizeof(extra) / sizeof(extra[0]);
+				     x++) {
+					memset(&e, 0, sizeof(e));
+					memset(e.key, 'a' + (int)(x + k), klen);
+					e.keylen = (uint16_t)klen;
+					e.valuelen = (uint16_t)vlens[v];
+					memset(e.value, 0xa0 + (int)klen,
+					    vlens[v]);
+					memset(e.kind, 'K', kdlens[k]);
+					e.start_time = 1000 + klen;
+					e.reg_time_ns = 7 + v;
+					e.epoch = extra[x].epoch;
+					e.pid = 9;
+					e.owner = 11;
+					e.incarnation = 13 + (uint32_t)k;
+					e.node = extra[x].node;
+					e.flags = extra[x].flags;
+					cr_assert_eq(
+					    kv_reg_register(r, &e, NULL), 0);
+					cr_assert_eq(kv_reg_get(r, e.key, klen,
+					                 &got),
+					    0);
+					cr_assert(got.start_time ==
+					        e.start_time &&
+					    got.reg_time_ns == e.reg_time_ns &&
+					    got.epoch == e.epoch &&
+					    got.pid == 9 && got.owner == 11 &&
+					    got.incarnation == e.incarnation &&
+					    got.node == e.node &&
+					    got.flags == e.flags,
+					    "klen %zu vlen %zu kind %zu "
+					    "extra %zu",
+					    klen, vlens[v], kdlens[k], x);
+					cr_assert(got.keylen == klen &&
+					    !memcmp(got.key, e.key, klen) &&
+					    got.key[klen] == '\0');
+					cr_assert(got.valuelen == vlens[v] &&
+					    !memcmp(got.value, e.value,
+					        vlens[v]));
+					cr_assert_str_eq(got.kind, e.kind);
+					cr_assert_eq(kv_reg_unregister(r,
+					                 e.key, klen, 9),
+					    0);
+				}
+	cr_assert_eq(check(r), 0);
+	kv_reg_close(r);
 }
 
 /*
