@@ -7,7 +7,7 @@
  *   header_size         +------------------------------------------+
  *                       | struct kv_partition [npartitions] 128 B  |
  *   cells_off           +------------------------------------------+
- *                       | uint64_t cells [nslots]            8 B   |
+ *                       | kv_cell cells [nslots]             4 B   |
  *   slots_off           +------------------------------------------+
  *                       | struct kv_slot [nslots]           64 B   |
  *   tails_off           +------------------------------------------+
@@ -19,11 +19,14 @@
  * by its top bits and its home cell by its low bits:
  *
  *   partition = h >> (64 - log2(npartitions))        (0 when there is one)
- *   tag       = (uint32_t)h
- *   home      = tag & (pslots - 1)
+ *   home      = h & (pslots - 1)
+ *   b         = log2(pslots) + 1                     (bits of an index + 1)
+ *   tag       = (uint32_t)(h >> 32) << b             (the cell's top 32 - b)
  *
- * A cell is 0 when empty, else (tag << 32 | local slot index + 1).  The cells
+ * A cell is 0 when empty, else (tag | local slot index + 1).  The cells
  * form a linear-probing table; the slots they point at hold the entries.
+ * A cell is 4 bytes so that the cell array of a registry stays small
+ * enough to live in a core's cache beside the slots a lookup reads.
  * Readers scan the dense cell array and touch a slot only when a tag
  * matches.  A slot keeps its strings inline when they fit and in the tail
  * of the same index otherwise, so that the slots a lookup touches stay
@@ -46,7 +49,7 @@
 #include <stdint.h>
 
 #define KV_SHM_MAGIC  UINT64_C(0x3152535649564b83) /* "\x83KVIVSR1" LE */
-#define KV_SHM_LAYOUT 4u
+#define KV_SHM_LAYOUT 5u
 
 /*
  * The capacity is what bounds the load factor (by default nslots is twice
@@ -64,6 +67,8 @@
  * by tests/fuzz/fuzz_segment.c).  For 64 cells and more this is the same
  * number as before.
  */
+typedef uint32_t kv_cell;
+
 #define KV_PART_FILL(pslots) ((pslots) - ((pslots) + 63) / 64)
 #define KV_PART_MIN          16u /* cells per partition, at least */
 #define KV_PARTS_MAX     64u

@@ -62,7 +62,7 @@ geometry(uint32_t nslots, uint32_t nparts)
 
 	g.cells_off = sizeof(struct kv_shm_header) +
 	    (uint64_t)nparts * sizeof(struct kv_partition);
-	g.slots_off = g.cells_off + (uint64_t)nslots * sizeof(uint64_t);
+	g.slots_off = g.cells_off + (uint64_t)nslots * sizeof(kv_cell);
 	g.slots_off = (g.slots_off + page - 1) / page * page;
 	g.tails_off = g.slots_off + (uint64_t)nslots * sizeof(struct kv_slot);
 	g.total = g.tails_off + (uint64_t)nslots * sizeof(struct kv_tail);
@@ -122,13 +122,14 @@ handle_set(struct kv_reg *r, void *base, size_t size, bool writable)
 	r->writable = writable;
 	r->hdr = h;
 	r->parts = (struct kv_partition *)(r->base + sizeof(*h));
-	r->cells = (uint64_t *)(r->base + g.cells_off);
+	r->cells = (kv_cell *)(r->base + g.cells_off);
 	r->slots = (struct kv_slot *)(r->base + g.slots_off);
 	r->tails = (struct kv_tail *)(r->base + g.tails_off);
 	memcpy(r->seed, h->seed, sizeof(r->seed));
 	r->nparts = h->npartitions;
 	r->pshift = h->npartitions == 1 ? 64 : 64 - log2u(h->npartitions);
 	r->pslots = h->nslots / h->npartitions;
+	r->cshift = log2u(r->pslots) + 1;
 	r->fill = KV_PART_FILL(r->pslots);
 	r->capacity = h->capacity;
 }

@@ -57,10 +57,11 @@ void (*kv_table_crashpoint)(int point);
 
 struct part {
 	struct kv_partition *p;
-	uint64_t            *cells;
+	kv_cell             *cells;
 	struct kv_slot      *slots;
 	struct kv_tail      *tails;
 	uint32_t             mask;
+	uint32_t             shift; /* a cell's index bits (layout.h) */
 	uint32_t             index;
 };
 
@@ -73,6 +74,7 @@ part_of(const struct kv_reg *r, uint32_t i)
 		.slots = r->slots + (size_t)i * r->pslots,
 		.tails = r->tails + (size_t)i * r->pslots,
 		.mask = r->pslots - 1,
+		.shift = r->cshift,
 		.index = i,
 	};
 
@@ -91,32 +93,41 @@ part_index(const struct kv_reg *r, uint64_t h)
 	return r->pshift >= 64 ? 0 : (uint32_t)(h >> r->pshift);
 }
 
-static uint64_t
-cell_make(uint64_t h, uint32_t idx)
+/* A cell's tag bits for hash H: what cells of this key have above the index. */
+READ_PATH kv_cell
+cell_tag(const struct part *pt, uint64_t h)
 {
-	return (uint64_t)(uint32_t)h << 32 | (idx + 1);
+	return (kv_cell)(h >> 32) << pt->shift;
 }
 
-static uint32_t
-cell_slot(uint64_t c)
+static kv_cell
+cell_make(const struct part *pt, uint64_t h, uint32_t idx)
 {
-	return (uint32_t)c - 1;
+	return cell_tag(pt, h) | (idx + 1);
 }
 
-static uint32_t
-cell_home(uint64_t c, uint32_t mask)
+/* The slot cell C names; past the partition for a cell written by others. */
+READ_PATH uint32_t
+cell_slot(const struct part *pt, kv_cell c)
 {
-	return (uint32_t)(c >> 32) & mask;
+	return (c & (((kv_cell)1 << pt->shift) - 1)) - 1;
 }
 
-static uint64_t
-cell_load(const uint64_t *c)
+/* Does cell C carry the tag TAG (from cell_tag())? */
+READ_PATH bool
+cell_tagged(const struct part *pt, kv_cell c, kv_cell tag)
+{
+	return (c ^ tag) >> pt->shift == 0;
+}
+
+READ_PATH kv_cell
+cell_load(const kv_cell *c)
 {
 	return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
 
 static void
-cell_store(uint64_t *c, uint64_t v)
+cell_store(kv_cell *c, kv_cell v)
 {
 	__atomic_store_n(c, v, __ATOMIC_RELAXED);
 }
@@ -232,20 +243,20 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 	out->keylen = (uint16_t)klen;
 	out->valuelen = (uint16_t)vlen;
 	if (!(w & KV_SHAPE_TAIL) && klen + vlen + kdlen <= KV_SLOT_INLINE) {
-		const char *d = s->data, *v = d + klen, *k = v + vlen;
+		/*
+		 * data[] and as many zeros again: every string starts in the
+		 * first half, so each goes out in one fixed-size move.
+		 */
+		char d[2 * KV_SLOT_INLINE] = {0};
 
+		_Static_assert(sizeof(out->kind) == KV_SLOT_INLINE, "kind");
+		memcpy(d, s->data, KV_SLOT_INLINE);
 		out->epoch = 0;
 		out->node = 0;
 		out->flags = KV_SHAPE_FLAGS(w);
 		memcpy(out->key, d, KV_SLOT_INLINE);
-		if (vlen <= 16 && klen + 16 <= KV_SLOT_INLINE)
-			memcpy(out->value, v, 16);
-		else
-			memcpy(out->value, v, vlen);
-		if (kdlen <= 16 && klen + vlen + 16 <= KV_SLOT_INLINE)
-			memcpy(out->kind, k, 16);
-		else
-			memcpy(out->kind, k, kdlen);
+		memcpy(out->value, d + klen, KV_SLOT_INLINE);
+		memcpy(out->kind, d + klen + vlen, KV_SLOT_INLINE);
 	} else {
 		const struct kv_tail *t = &pt->tails[idx];
 
@@ -312,17 +323,19 @@ READ_PATH int64_t
 probe(const struct part *pt, uint64_t h, const char *key, size_t len,
     uint32_t *hole, uint32_t *slot)
 {
-	uint32_t tag = (uint32_t)h, i = tag & pt->mask, n;
+	kv_cell  tag = cell_tag(pt, h);
+	uint32_t i = (uint32_t)h & pt->mask, n;
 
 	for (n = 0; n <= pt->mask; n++, i = (i + 1) & pt->mask) {
-		uint64_t c = cell_load(&pt->cells[i]);
+		kv_cell  c = cell_load(&pt->cells[i]);
+		uint32_t idx = cell_slot(pt, c);
 
 		if (c == 0)
 			break;
-		if ((uint32_t)(c >> 32) == tag && cell_slot(c) <= pt->mask &&
-		    slot_is(pt, cell_slot(c), key, len)) {
+		if (cell_tagged(pt, c, tag) && idx <= pt->mask &&
+		    slot_is(pt, idx, key, len)) {
 			if (slot != NULL)
-				*slot = cell_slot(c);
+				*slot = idx;
 			return i;
 		}
 	}
@@ -474,13 +487,13 @@ slot_plausible(const struct kv_reg *r, const struct part *pt, uint32_t idx,
 }
 
 static bool
-cell_plausible(const struct kv_reg *r, const struct part *pt, uint64_t c)
+cell_plausible(const struct kv_reg *r, const struct part *pt, kv_cell c)
 {
-	uint32_t idx = cell_slot(c);
+	uint32_t idx = cell_slot(pt, c);
 	uint64_t h;
 
 	return idx <= pt->mask && slot_plausible(r, pt, idx, &h) &&
-	    (uint32_t)h == (uint32_t)(c >> 32);
+	    cell_tagged(pt, c, cell_tag(pt, h));
 }
 
 static uint32_t
@@ -489,18 +502,18 @@ repair_mark(const struct kv_reg *r, const struct part *pt)
 	uint32_t i, hwm = pt->p->hwm > r->pslots ? r->pslots : pt->p->hwm;
 
 	for (i = 0; i <= pt->mask; i++) {
-		uint64_t c = pt->cells[i];
+		kv_cell c = pt->cells[i];
 
-		if (c != 0 && cell_plausible(r, pt, c) && cell_slot(c) >= hwm)
-			hwm = cell_slot(c) + 1;
+		if (c != 0 && cell_plausible(r, pt, c) && cell_slot(pt, c) >= hwm)
+			hwm = cell_slot(pt, c) + 1;
 	}
 	for (i = 0; i < hwm; i++)
 		pt->slots[i].shape &= ~KV_SHAPE_MARK;
 	for (i = 0; i <= pt->mask; i++) {
-		uint64_t c = pt->cells[i];
+		kv_cell c = pt->cells[i];
 
 		if (c != 0 && cell_plausible(r, pt, c))
-			pt->slots[cell_slot(c)].shape |= KV_SHAPE_MARK;
+			pt->slots[cell_slot(pt, c)].shape |= KV_SHAPE_MARK;
 	}
 	return hwm;
 }
@@ -533,7 +546,7 @@ repair_relink(const struct kv_reg *r, const struct part *pt, uint32_t hwm)
 			s->shape &= ~KV_SHAPE_MARK;
 			continue;
 		}
-		pt->cells[hole] = cell_make(h, idx);
+		pt->cells[hole] = cell_make(pt, h, idx);
 		count++;
 	}
 	for (idx = hwm; idx-- > 0;) {
@@ -703,7 +716,7 @@ insert_locked(const struct kv_reg *r, const struct part *pt, uint64_t h,
 	CRASHPOINT(KV_CP_INS_WRITTEN);
 	seq_open(pt->p);
 	CRASHPOINT(KV_CP_INS_OPEN);
-	cell_store(&pt->cells[hole], cell_make(h, idx));
+	cell_store(&pt->cells[hole], cell_make(pt, h, idx));
 	CRASHPOINT(KV_CP_INS_LINKED);
 	pt->p->count++;
 	CRASHPOINT(KV_CP_INS_COUNTED);
@@ -739,7 +752,7 @@ kv_reg_register(struct kv_reg *r, const struct kv_entry *e,
  * moving it would put it before its home.  Runs with the counter odd.
  */
 static void
-delete_cell(const struct part *pt, uint32_t i)
+delete_cell(const struct kv_reg *r, const struct part *pt, uint32_t i)
 {
 	uint32_t hole = i, j = i, n;
 
@@ -748,16 +761,21 @@ delete_cell(const struct part *pt, uint32_t i)
 	 * scribbled on, or filled before KV_PART_FILL kept one free) the run
 	 * has no end, and the walk looped for ever (tests/fuzz).  A full
 	 * round visits every other cell once, which is all the shift needs.
+	 * A cell keeps no home; it is its slot's key's, hashed again.  A cell
+	 * naming no slot of the partition (written by something else) stays.
 	 */
 	for (n = 0; n < pt->mask; n++) {
-		uint64_t c;
+		kv_cell  c;
+		uint32_t idx, home;
 
 		j = (j + 1) & pt->mask;
 		c = pt->cells[j];
 		if (c == 0)
 			break;
-		if (((j - cell_home(c, pt->mask)) & pt->mask) <
-		    ((j - hole) & pt->mask))
+		idx = cell_slot(pt, c);
+		home = idx <= pt->mask ? (uint32_t)slot_hash(r, pt, idx) & pt->mask
+		                       : j;
+		if (((j - home) & pt->mask) < ((j - hole) & pt->mask))
 			continue;
 		cell_store(&pt->cells[hole], c);
 		CRASHPOINT(KV_CP_DEL_SHIFT);
@@ -776,7 +794,7 @@ find_owned(const struct part *pt, uint64_t h, const char *key, size_t len,
 
 	if (i < 0)
 		return i;
-	if (pt->slots[cell_slot(pt->cells[i])].pid != pid)
+	if (pt->slots[cell_slot(pt, pt->cells[i])].pid != pid)
 		return -ESTALE;
 	return i;
 }
@@ -816,10 +834,10 @@ kv_reg_unregister(struct kv_reg *r, const char *key, size_t len, pid_t pid)
 
 	if ((i = lock_owned(r, key, len, pid, &pt, &h)) < 0)
 		return (int)i;
-	idx = cell_slot(pt.cells[i]);
+	idx = cell_slot(&pt, pt.cells[i]);
 	seq_open(pt.p);
 	CRASHPOINT(KV_CP_DEL_OPEN);
-	delete_cell(&pt, (uint32_t)i);
+	delete_cell(r, &pt, (uint32_t)i);
 	pt.p->count--;
 	CRASHPOINT(KV_CP_DEL_COUNTED);
 	seq_close(pt.p);
@@ -838,7 +856,7 @@ static int
 swap_locked(const struct part *pt, uint64_t h, uint32_t i,
     const struct kv_entry *e)
 {
-	uint32_t old = cell_slot(pt->cells[i]), idx;
+	uint32_t old = cell_slot(pt, pt->cells[i]), idx;
 	int64_t  a;
 
 	if ((a = slot_alloc(pt)) < 0) /* the fill keeps free slots */
@@ -849,7 +867,7 @@ swap_locked(const struct part *pt, uint64_t h, uint32_t i,
 	CRASHPOINT(KV_CP_REP_WRITTEN);
 	seq_open(pt->p);
 	CRASHPOINT(KV_CP_REP_OPEN);
-	cell_store(&pt->cells[i], cell_make(h, idx));
+	cell_store(&pt->cells[i], cell_make(pt, h, idx));
 	CRASHPOINT(KV_CP_REP_SWAPPED);
 	seq_close(pt->p);
 	CRASHPOINT(KV_CP_REP_CLOSED);
@@ -876,7 +894,7 @@ modify(struct kv_reg *r, const char *key, size_t len, pid_t pid,
 
 	if ((i = lock_owned(r, key, len, pid, &pt, &h)) < 0)
 		return (int)i;
-	slot_copy_out(&pt, cell_slot(pt.cells[i]), &e);
+	slot_copy_out(&pt, cell_slot(&pt, pt.cells[i]), &e);
 	rc = edit(&e, arg);
 	if (rc == 0)
 		rc = swap_locked(&pt, h, (uint32_t)i, &e);
@@ -959,9 +977,9 @@ snap_part(const struct part *pt, const struct filter *f, struct snap *sn)
 
 	sn->n = 0;
 	for (i = 0; i <= pt->mask; i++) {
-		uint64_t c = cell_load(&pt->cells[i]);
+		kv_cell c = cell_load(&pt->cells[i]);
 
-		if (c == 0 || cell_slot(c) > pt->mask)
+		if (c == 0 || cell_slot(pt, c) > pt->mask)
 			continue;
 		if (sn->n == sn->cap) {
 			size_t           cap = sn->cap ? sn->cap * 2 : 64;
@@ -973,7 +991,7 @@ snap_part(const struct part *pt, const struct filter *f, struct snap *sn)
 			sn->v = v;
 			sn->cap = cap;
 		}
-		slot_copy_out(pt, cell_slot(c), &sn->v[sn->n]);
+		slot_copy_out(pt, cell_slot(pt, c), &sn->v[sn->n]);
 		if (filter_match(f, &sn->v[sn->n]))
 			sn->n++;
 	}

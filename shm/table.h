@@ -22,13 +22,14 @@ struct kv_reg {
 	bool                   writable;
 	struct kv_shm_header  *hdr;
 	struct kv_partition   *parts;
-	uint64_t              *cells;
+	kv_cell               *cells;
 	struct kv_slot        *slots;
 	struct kv_tail        *tails;
 	uint8_t                seed[16];
 	uint32_t               nparts;
 	uint32_t               pshift; /* 64 - log2(nparts); 64 when nparts==1 */
 	uint32_t               pslots; /* cells (and slots) per partition */
+	uint32_t               cshift; /* log2(pslots) + 1: a cell's index bits */
 	uint32_t               fill;   /* KV_PART_FILL(pslots) */
 	uint32_t               capacity;
 };

@@ -83,7 +83,8 @@ region(const struct seg_template *t, unsigned which, size_t total, size_t *off,
 {
 	size_t cells = sizeof(struct kv_shm_header) +
 	               (size_t)t->npartitions * sizeof(struct kv_partition);
-	size_t slots = (cells + (size_t)t->nslots * 8 + 4095) / 4096 * 4096;
+	size_t slots =
+	    (cells + (size_t)t->nslots * sizeof(kv_cell) + 4095) / 4096 * 4096;
 	size_t tails = slots + (size_t)t->nslots * sizeof(struct kv_slot);
 
 	switch (which % 6) {
@@ -95,7 +96,7 @@ region(const struct seg_template *t, unsigned which, size_t total, size_t *off,
 		*len = cells - *off;
 		break;
 	case 2:
-		*off = cells, *len = (size_t)t->nslots * 8;
+		*off = cells, *len = (size_t)t->nslots * sizeof(kv_cell);
 		break;
 	case 3:
 		*off = slots, *len = tails - slots;

@@ -114,19 +114,22 @@ no_empty_cell(const char *dir)
 	const struct seg_template *t = &seg_templates[1];
 	size_t                     cells = sizeof(struct kv_shm_header) +
 	               t->npartitions * sizeof(struct kv_partition);
-	uint8_t *img, buf[16] = {1, 0, 1, 0, R_CELLS, 0, 0, 8};
+	uint8_t *img, buf[8 + sizeof(kv_cell)] = {1, 0, 1, 0, R_CELLS, 0, 0,
+	                 sizeof(kv_cell)};
 	size_t   n, i;
-	uint64_t c;
+	kv_cell  c;
 	int      rc = -1;
 
 	if (seg_image(1, &img, &n) < 0)
 		return -1;
 	for (i = 0; i < t->nslots; i++) {
-		memcpy(&c, img + cells + i * 8, 8);
+		memcpy(&c, img + cells + i * sizeof(c), sizeof(c));
 		if (c != 0)
 			continue;
-		buf[5] = (uint8_t)(i * 8);
-		memcpy(buf + 8, img + cells + ((i + 1) % t->nslots) * 8, 8);
+		buf[5] = (uint8_t)(i * sizeof(c));
+		buf[6] = (uint8_t)(i * sizeof(c) >> 8);
+		memcpy(buf + 8, img + cells + ((i + 1) % t->nslots) * sizeof(c),
+		    sizeof(c));
 		rc = put(dir, "regress-no-empty-cell", buf, sizeof(buf));
 		break;
 	}

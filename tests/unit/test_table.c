@@ -68,6 +68,27 @@ reg(struct kv_reg *r, const char *key, pid_t pid)
 	return kv_reg_register(r, &e, NULL);
 }
 
+/* The slot a cell names (layout.h). */
+static uint32_t
+cell_index(const struct kv_reg *r, kv_cell c)
+{
+	return (c & (((kv_cell)1 << r->cshift) - 1)) - 1;
+}
+
+/* The key a slot of partition P holds, and its hash. */
+static uint64_t
+slot_key_hash(const struct kv_reg *r, uint32_t p, uint32_t idx,
+    const char **key, size_t *klen)
+{
+	const struct kv_slot *s = &r->slots[(size_t)p * r->pslots + idx];
+
+	*klen = KV_SHAPE_KEYLEN(s->shape);
+	*key = *klen <= KV_SLOT_INLINE
+	    ? s->data
+	    : r->tails[(size_t)p * r->pslots + idx].data;
+	return kv_siphash64(r->seed, *key, *klen);
+}
+
 /*
  * The invariants, read straight from the segment: counters even, each
  * partition's count equal to its cells, every cell pointing at a slot that
@@ -83,9 +104,8 @@ check(const struct kv_reg *r)
 
 	for (p = 0; p < r->nparts; p++) {
 		struct kv_partition *pp = &r->parts[p];
-		uint64_t            *cells = r->cells + (size_t)p * r->pslots;
+		kv_cell             *cells = r->cells + (size_t)p * r->pslots;
 		struct kv_slot      *slots = r->slots + (size_t)p * r->pslots;
-		struct kv_tail      *tails = r->tails + (size_t)p * r->pslots;
 		uint32_t             mask = r->pslots - 1, n = 0, nfree = 0;
 		uint8_t             *used = calloc(r->pslots, 1);
 
@@ -93,9 +113,9 @@ check(const struct kv_reg *r)
 		cr_assert(pp->seq % 2 == 0, "partition %u left odd", p);
 		cr_assert(pp->hwm <= r->pslots);
 		for (i = 0; i <= mask; i++) {
-			uint64_t        c = cells[i];
+			kv_cell         c = cells[i];
 			struct kv_slot *s;
-			uint32_t        home, j;
+			uint32_t        home, j, idx;
 			struct kv_entry e;
 			const char     *key;
 			uint64_t        h;
@@ -104,15 +124,15 @@ check(const struct kv_reg *r)
 			if (c == 0)
 				continue;
 			n++;
-			cr_assert((uint32_t)c - 1 < pp->hwm, "cell past hwm");
-			s = &slots[(uint32_t)c - 1];
-			cr_assert(!used[(uint32_t)c - 1], "slot used twice");
-			used[(uint32_t)c - 1] = 1;
-			klen = KV_SHAPE_KEYLEN(s->shape);
-			key = klen <= KV_SLOT_INLINE ? s->data
-			                             : tails[(uint32_t)c - 1].data;
-			h = kv_siphash64(r->seed, key, klen);
-			cr_assert((uint32_t)h == (uint32_t)(c >> 32));
+			idx = cell_index(r, c);
+			cr_assert(idx < pp->hwm, "cell past hwm");
+			s = &slots[idx];
+			cr_assert(!used[idx], "slot used twice");
+			used[idx] = 1;
+			h = slot_key_hash(r, p, idx, &key, &klen);
+			cr_assert(c >> r->cshift == (kv_cell)(h >> 32) << r->cshift >>
+			        r->cshift,
+			    "cell's tag is not its key's");
 			home = (uint32_t)h & mask;
 			for (j = home; j != i; j = (j + 1) & mask)
 				cr_assert(cells[j] != 0,
@@ -486,12 +506,18 @@ mean_displacement(const struct kv_reg *r)
 	uint32_t p, i, mask = r->pslots - 1;
 
 	for (p = 0; p < r->nparts; p++) {
-		uint64_t *cells = r->cells + (size_t)p * r->pslots;
+		kv_cell *cells = r->cells + (size_t)p * r->pslots;
 
 		for (i = 0; i <= mask; i++) {
+			const char *key;
+			size_t      klen;
+			uint64_t    h;
+
 			if (cells[i] == 0)
 				continue;
-			sum += (i - (uint32_t)(cells[i] >> 32)) & mask;
+			h = slot_key_hash(r, p, cell_index(r, cells[i]), &key,
+			    &klen);
+			sum += (i - (uint32_t)h) & mask;
 			n++;
 		}
 	}
