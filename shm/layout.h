@@ -32,7 +32,7 @@
  * of the same index otherwise, so that the slots a lookup touches stay
  * dense: a registry of short entries is one 64-byte line an entry to
  * readers.  Deletion shifts later cells of the probe run backwards (no
- * tombstones), moving only 8-byte cells, never slots.
+ * tombstones), moving only 4-byte cells, never slots.
  *
  * The cells are the only truth about what is registered.  A slot no cell
  * points at is free, whatever it contains; the free list, the high-water

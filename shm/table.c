@@ -8,7 +8,7 @@
  *
  *  1. A slot is filled while no cell points at it, and is never written
  *     while one does.  An entry changes by filling a fresh slot and storing
- *     one 8-byte cell.
+ *     one 4-byte cell.
  *  2. Cells change only while the partition's sequence counter is odd.
  *  3. Everything but the cells (free list, high-water mark, count) can be
  *     derived from the cells and is rebuilt after a writer's death.
@@ -204,7 +204,7 @@ key_eq(const char *a, const char *b, size_t len)
 }
 
 /*
- * Does slot IDX hold KEY?  The cell's tag has matched 32 bits of the hash.
+ * Does slot IDX hold KEY?  The cell's tag has matched some of the hash.
  * Under the read protocol the slot may be changing under us; the caller
  * discards the answer if the sequence counter moved.  Where the key is
  * compared depends on LEN alone, which is ours (see layout.h).
