@@ -153,7 +153,7 @@ struct kv_slot {
 	uint32_t shape; /* KV_SHAPE_* */
 	union {
 		char     data[KV_SLOT_INLINE];
-		uint32_t next_free; /* free-list link (local index + 1), when free */
+		uint32_t next_free; /* free list: local index + 1, when free */
 	};
 };
 _Static_assert(offsetof(struct kv_slot, data) == 32, "data moved");

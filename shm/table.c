@@ -165,7 +165,9 @@ slot_key(const struct part *pt, uint32_t idx)
 static uint64_t
 slot_hash(const struct kv_reg *r, const struct part *pt, uint32_t idx)
 {
-	return hash_key(r, slot_key(pt, idx), KV_SHAPE_KEYLEN(pt->slots[idx].shape));
+	uint32_t klen = KV_SHAPE_KEYLEN(pt->slots[idx].shape);
+
+	return hash_key(r, slot_key(pt, idx), klen);
 }
 
 /*
@@ -476,11 +478,11 @@ slot_plausible(const struct kv_reg *r, const struct part *pt, uint32_t idx,
     uint64_t *h)
 {
 	uint32_t w = pt->slots[idx].shape;
+	uint32_t len = KV_SHAPE_KEYLEN(w) + KV_SHAPE_VALUELEN(w) +
+	    KV_SHAPE_KINDLEN(w);
 
 	if (KV_SHAPE_KEYLEN(w) < 1 || KV_SHAPE_VALUELEN(w) > KV_VALUE_MAX ||
-	    (!(w & KV_SHAPE_TAIL) &&
-	        KV_SHAPE_KEYLEN(w) + KV_SHAPE_VALUELEN(w) + KV_SHAPE_KINDLEN(w) >
-	            KV_SLOT_INLINE))
+	    (!(w & KV_SHAPE_TAIL) && len > KV_SLOT_INLINE))
 		return false;
 	*h = slot_hash(r, pt, idx);
 	return part_index(r, *h) == pt->index;
@@ -504,7 +506,8 @@ repair_mark(const struct kv_reg *r, const struct part *pt)
 	for (i = 0; i <= pt->mask; i++) {
 		kv_cell c = pt->cells[i];
 
-		if (c != 0 && cell_plausible(r, pt, c) && cell_slot(pt, c) >= hwm)
+		if (c != 0 && cell_plausible(r, pt, c) &&
+		    cell_slot(pt, c) >= hwm)
 			hwm = cell_slot(pt, c) + 1;
 	}
 	for (i = 0; i < hwm; i++)
@@ -773,8 +776,9 @@ delete_cell(const struct kv_reg *r, const struct part *pt, uint32_t i)
 		if (c == 0)
 			break;
 		idx = cell_slot(pt, c);
-		home = idx <= pt->mask ? (uint32_t)slot_hash(r, pt, idx) & pt->mask
-		                       : j;
+		home = idx <= pt->mask
+		    ? (uint32_t)slot_hash(r, pt, idx) & pt->mask
+		    : j;
 		if (((j - home) & pt->mask) < ((j - hole) & pt->mask))
 			continue;
 		cell_store(&pt->cells[hole], c);

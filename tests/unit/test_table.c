@@ -130,8 +130,8 @@ check(const struct kv_reg *r)
 			cr_assert(!used[idx], "slot used twice");
 			used[idx] = 1;
 			h = slot_key_hash(r, p, idx, &key, &klen);
-			cr_assert(c >> r->cshift == (kv_cell)(h >> 32) << r->cshift >>
-			        r->cshift,
+			cr_assert(((c ^ (kv_cell)(h >> 32) << r->cshift) >>
+			              r->cshift) == 0,
 			    "cell's tag is not its key's");
 			home = (uint32_t)h & mask;
 			for (j = home; j != i; j = (j + 1) & mask)
@@ -1134,7 +1134,7 @@ Test(table, every_field_round_trips_inline_and_in_the_tail)
 	for (klen = 1; klen <= KV_SLOT_INLINE + 2; klen++)
 		for (v = 0; v < sizeof(vlens) / sizeof(vlens[0]); v++)
 			for (k = 0; k < sizeof(kdlens) / sizeof(kdlens[0]); k++)
-				for (x = 0; x < sizeof(extra) / sizeof(extra[0]);
+				for (x = 0; x < sizeof(extra) / sizeof(*extra);
 				     x++) {
 					memset(&e, 0, sizeof(e));
 					memset(e.key, 'a' + (int)(x + k), klen);
