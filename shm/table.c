@@ -152,13 +152,21 @@ cpu_relax(unsigned attempt)
 #endif
 }
 
-/* Where slot IDX keeps its key (layout.h).  Writers only. */
+/*
+ * Where slot IDX keeps a key of LEN bytes: in data[] if it fits there,
+ * whether or not the rest of the entry does, else in the tail (layout.h).
+ */
+READ_PATH const char *
+key_at(const struct part *pt, uint32_t idx, size_t len)
+{
+	return len <= KV_SLOT_INLINE ? pt->slots[idx].data : pt->tails[idx].data;
+}
+
+/* Where slot IDX keeps its key, by its own length.  Writers only. */
 static const char *
 slot_key(const struct part *pt, uint32_t idx)
 {
-	return KV_SHAPE_KEYLEN(pt->slots[idx].shape) <= KV_SLOT_INLINE
-	    ? pt->slots[idx].data
-	    : pt->tails[idx].data;
+	return key_at(pt, idx, KV_SHAPE_KEYLEN(pt->slots[idx].shape));
 }
 
 /* The hash of the key slot IDX holds.  Writers only: plausibility, repair. */
@@ -214,19 +222,17 @@ key_eq(const char *a, const char *b, size_t len)
 READ_PATH bool
 slot_is(const struct part *pt, uint32_t idx, const char *key, size_t len)
 {
-	const struct kv_slot *s = &pt->slots[idx];
-	const char *d = len <= KV_SLOT_INLINE ? s->data : pt->tails[idx].data;
-
-	return KV_SHAPE_KEYLEN(s->shape) == len && key_eq(d, key, len);
+	return KV_SHAPE_KEYLEN(pt->slots[idx].shape) == len &&
+	    key_eq(key_at(pt, idx, len), key, len);
 }
 
 /*
  * Copy slot IDX to OUT.  Every length the slot claims is bounded by its
  * bit width or clamped, and strings that would not fit in data[] are read
  * from the tail, so a torn slot yields garbage (discarded by the caller)
- * but no access outside the slot, its tail or the entry.  Short strings,
- * the usual case, go in 16-byte moves; the bytes past each string's length
- * in OUT are unspecified.
+ * but no access outside the slot, its tail or the entry.  Strings held in
+ * data[], the usual case, go out in fixed-size moves; the bytes past each
+ * string's length in OUT are unspecified.
  */
 READ_PATH void
 slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
@@ -270,8 +276,7 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 		 * it: the tail's copy should be the same, but only the bytes
 		 * compared are known to be the key asked for.
 		 */
-		memcpy(out->key, klen <= KV_SLOT_INLINE ? s->data : t->data,
-		    klen);
+		memcpy(out->key, key_at(pt, idx, klen), klen);
 		memcpy(out->value, t->data + klen, vlen);
 		memcpy(out->kind, t->data + klen + vlen, kdlen);
 	}
