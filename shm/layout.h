@@ -19,6 +19,7 @@
  * by its top bits and its home cell by its low bits:
  *
  *   partition = h >> (64 - log2(npartitions))        (0 when there is one)
+ *             = (h >> 58) >> (6 - log2(npartitions))   (KV_PART_INDEX)
  *   home      = h & (pslots - 1)
  *   b         = log2(pslots) + 1                     (bits of an index + 1)
  *   tag       = (uint32_t)(h >> 32) << b             (the cell's top 32 - b)
@@ -72,6 +73,10 @@ typedef uint32_t kv_cell;
 #define KV_PART_FILL(pslots) ((pslots) - ((pslots) + 63) / 64)
 #define KV_PART_MIN          16u /* cells per partition, at least */
 #define KV_PARTS_MAX     64u
+
+/* The partition of hash H, for PSHIFT = 6 - log2(npartitions). */
+#define KV_PART_INDEX(h, pshift) ((uint32_t)((h) >> 58) >> (pshift))
+_Static_assert(KV_PARTS_MAX == 1u << 6, "KV_PART_INDEX takes 6 bits");
 
 struct kv_shm_header {
 	uint64_t magic; /* KV_SHM_MAGIC, written last at creation */

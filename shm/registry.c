@@ -127,7 +127,7 @@ handle_set(struct kv_reg *r, void *base, size_t size, bool writable)
 	r->tails = (struct kv_tail *)(r->base + g.tails_off);
 	memcpy(r->seed, h->seed, sizeof(r->seed));
 	r->nparts = h->npartitions;
-	r->pshift = h->npartitions == 1 ? 64 : 64 - log2u(h->npartitions);
+	r->pshift = 6 - log2u(h->npartitions);
 	r->pslots = h->nslots / h->npartitions;
 	r->cshift = log2u(r->pslots) + 1;
 	r->fill = KV_PART_FILL(r->pslots);

@@ -62,6 +62,7 @@ struct part {
 	struct kv_tail      *tails;
 	uint32_t             mask;
 	uint32_t             shift; /* a cell's index bits (layout.h) */
+	kv_cell              imask; /* those bits: (1 << shift) - 1 */
 	uint32_t             index;
 };
 
@@ -75,6 +76,7 @@ part_of(const struct kv_reg *r, uint32_t i)
 		.tails = r->tails + (size_t)i * r->pslots,
 		.mask = r->pslots - 1,
 		.shift = r->cshift,
+		.imask = ((kv_cell)1 << r->cshift) - 1,
 		.index = i,
 	};
 
@@ -90,7 +92,7 @@ hash_key(const struct kv_reg *r, const char *key, size_t len)
 static uint32_t
 part_index(const struct kv_reg *r, uint64_t h)
 {
-	return r->pshift >= 64 ? 0 : (uint32_t)(h >> r->pshift);
+	return KV_PART_INDEX(h, r->pshift);
 }
 
 /* A cell's tag bits for hash H: what cells of this key have above the index. */
@@ -110,7 +112,7 @@ cell_make(const struct part *pt, uint64_t h, uint32_t idx)
 READ_PATH uint32_t
 cell_slot(const struct part *pt, kv_cell c)
 {
-	return (c & (((kv_cell)1 << pt->shift) - 1)) - 1;
+	return (c & pt->imask) - 1;
 }
 
 /* Does cell C carry the tag TAG (from cell_tag())? */
@@ -230,9 +232,16 @@ slot_is(const struct part *pt, uint32_t idx, const char *key, size_t len)
  * Copy slot IDX to OUT.  Every length the slot claims is bounded by its
  * bit width or clamped, and strings that would not fit in data[] are read
  * from the tail, so a torn slot yields garbage (discarded by the caller)
- * but no access outside the slot, its tail or the entry.  Strings held in
- * data[], the usual case, go out in fixed-size moves; the bytes past each
- * string's length in OUT are unspecified.
+ * but no access outside the slot, its tail or the entry.  The bytes past
+ * each string's length in OUT are unspecified.
+ *
+ * Strings held in data[], the usual case, go out as three stores of the
+ * whole of data[], each placed so that one string lands where OUT wants
+ * it: data[] at key[], at value[] minus the key's length, and at kind[]
+ * minus the key's and the value's.  What the other bytes of each store
+ * cover is the unspecified tail of key[] (whose 256 bytes leave room for
+ * 32 before value[]), the tail of value[], and the fixed fields before
+ * kind[] (32 bytes of them), which are written afterwards.
  */
 READ_PATH void
 slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
@@ -242,29 +251,25 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 	size_t klen = KV_SHAPE_KEYLEN(w), vlen = KV_SHAPE_VALUELEN(w),
 	       kdlen = KV_SHAPE_KINDLEN(w);
 
-	memcpy(&out->start_time, &s->start_time, 16); /* and reg_time_ns */
-	out->pid = s->pid;
-	out->owner = s->owner;
-	out->incarnation = s->incarnation;
+	_Static_assert(offsetof(struct kv_entry, kind) >= KV_SLOT_INLINE &&
+	        offsetof(struct kv_entry, key) + KV_SLOT_INLINE <=
+	            offsetof(struct kv_entry, value) - KV_SLOT_INLINE,
+	    "room for the shifted stores");
 	if (vlen > KV_VALUE_MAX)
 		vlen = KV_VALUE_MAX;
-	out->keylen = (uint16_t)klen;
-	out->valuelen = (uint16_t)vlen;
 	if (!(w & KV_SHAPE_TAIL) && klen + vlen + kdlen <= KV_SLOT_INLINE) {
-		/*
-		 * data[] and as many zeros again: every string starts in the
-		 * first half, so each goes out in one fixed-size move.
-		 */
-		char d[2 * KV_SLOT_INLINE] = {0};
+		char  *o = (char *)out;
+		char   d[KV_SLOT_INLINE];
 
-		_Static_assert(sizeof(out->kind) == KV_SLOT_INLINE, "kind");
 		memcpy(d, s->data, KV_SLOT_INLINE);
+		memcpy(o + offsetof(struct kv_entry, kind) - klen - vlen, d,
+		    KV_SLOT_INLINE);
+		memcpy(o + offsetof(struct kv_entry, value) - klen, d,
+		    KV_SLOT_INLINE);
+		memcpy(out->key, d, KV_SLOT_INLINE);
 		out->epoch = 0;
 		out->node = 0;
 		out->flags = KV_SHAPE_FLAGS(w);
-		memcpy(out->key, d, KV_SLOT_INLINE);
-		memcpy(out->value, d + klen, KV_SLOT_INLINE);
-		memcpy(out->kind, d + klen + vlen, KV_SLOT_INLINE);
 	} else {
 		const struct kv_tail *t = &pt->tails[idx];
 
@@ -280,6 +285,12 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 		memcpy(out->value, t->data + klen, vlen);
 		memcpy(out->kind, t->data + klen + vlen, kdlen);
 	}
+	memcpy(&out->start_time, &s->start_time, 16); /* and reg_time_ns */
+	out->pid = s->pid;
+	out->owner = s->owner;
+	out->incarnation = s->incarnation;
+	out->keylen = (uint16_t)klen;
+	out->valuelen = (uint16_t)vlen;
 	out->key[klen] = '\0';
 	out->kind[kdlen] = '\0';
 }
@@ -378,31 +389,53 @@ lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
 	return 0;
 }
 
+/*
+ * Every attempt after a first one that failed: the counter was odd, or it
+ * moved during the copy.  Kept out of read_entry() so that the one attempt
+ * nearly every lookup makes is compiled with nothing else to hold.
+ */
+static __attribute__((noinline, cold)) int
+read_retry(const struct kv_reg *r, uint64_t h, const char *key, size_t len,
+    struct kv_entry *out, bool published_only)
+{
+	struct part p = part_of(r, part_index(r, h)), *pt = &p;
+	unsigned    attempt;
+
+	for (attempt = 0; attempt + 1 < READ_TRIES; attempt++) {
+		uint32_t s1;
+		int      rc;
+
+		cpu_relax(attempt);
+		s1 = __atomic_load_n(&pt->p->seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue;
+		rc = lookup_once(pt, h, key, len, out, published_only);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&pt->p->seq, __ATOMIC_RELAXED) == s1)
+			return rc;
+	}
+	return -EBUSY;
+}
+
 READ_PATH int
 read_entry(const struct kv_reg *r, const char *key, size_t len,
     struct kv_entry *out, bool published_only, bool sync)
 {
 	uint64_t    h = hash_key(r, key, len);
 	struct part pt = part_of(r, part_index(r, h));
-	unsigned    attempt;
+	uint32_t    s1;
+	int         rc;
 
 	if (!sync)
 		return lookup_once(&pt, h, key, len, out, published_only);
-	for (attempt = 0; attempt < READ_TRIES; attempt++) {
-		uint32_t s1 = __atomic_load_n(&pt.p->seq, __ATOMIC_ACQUIRE);
-		int      rc;
-
-		if (s1 & 1) {
-			cpu_relax(attempt);
-			continue;
-		}
+	s1 = __atomic_load_n(&pt.p->seq, __ATOMIC_ACQUIRE);
+	if (!(s1 & 1)) {
 		rc = lookup_once(&pt, h, key, len, out, published_only);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&pt.p->seq, __ATOMIC_RELAXED) == s1)
 			return rc;
-		cpu_relax(attempt);
 	}
-	return -EBUSY;
+	return read_retry(r, h, key, len, out, published_only);
 }
 
 int

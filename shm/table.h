@@ -27,7 +27,7 @@ struct kv_reg {
 	struct kv_tail        *tails;
 	uint8_t                seed[16];
 	uint32_t               nparts;
-	uint32_t               pshift; /* 64 - log2(nparts); 64 when nparts==1 */
+	uint32_t               pshift; /* KV_PART_INDEX(): 6 - log2(nparts) */
 	uint32_t               pslots; /* cells (and slots) per partition */
 	uint32_t               cshift; /* log2(pslots) + 1: a cell's index */
 	uint32_t               fill;   /* KV_PART_FILL(pslots) */

@@ -58,7 +58,7 @@ part_of_key(const struct kv_reg *r, const char *key)
 {
 	uint64_t h = kv_siphash64(r->seed, key, strlen(key));
 
-	return r->pshift >= 64 ? 0 : (uint32_t)(h >> r->pshift);
+	return KV_PART_INDEX(h, r->pshift);
 }
 
 static int
