@@ -1126,6 +1126,24 @@ Test(stress, readers_never_see_torn_entries, .timeout = 60)
 	munmap(sh, sizeof(*sh));
 }
 
+/* Is GOT field for field E?  WHAT names the case in a failure. */
+static void
+assert_same(const struct kv_entry *got, const struct kv_entry *e,
+    const char *what)
+{
+	cr_assert(got->start_time == e->start_time &&
+	    got->reg_time_ns == e->reg_time_ns && got->epoch == e->epoch &&
+	    got->pid == e->pid && got->owner == e->owner &&
+	    got->incarnation == e->incarnation && got->node == e->node &&
+	    got->flags == e->flags, "%s: fixed fields", what);
+	cr_assert(got->keylen == e->keylen &&
+	    !memcmp(got->key, e->key, e->keylen) &&
+	    got->key[e->keylen] == '\0', "%s: key", what);
+	cr_assert(got->valuelen == e->valuelen &&
+	    !memcmp(got->value, e->value, e->valuelen), "%s: value", what);
+	cr_assert_str_eq(got->kind, e->kind, "%s: kind", what);
+}
+
 /*
  * An entry lives in its slot's one line when its key, value and kind fit
  * KV_SLOT_INLINE bytes and it has no epoch, no node and flags below 128;
@@ -1144,6 +1162,7 @@ Test(table, every_field_round_trips_inline_and_in_the_tail)
 	struct kv_reg  *r = make(64, 0, 0, NULL);
 	struct kv_entry e, got;
 	size_t          klen, v, k, x;
+	char            what[64];
 
 	for (klen = 1; klen <= KV_SLOT_INLINE + 2; klen++)
 		for (v = 0; v < sizeof(vlens) / sizeof(vlens[0]); v++)
@@ -1170,24 +1189,11 @@ Test(table, every_field_round_trips_inline_and_in_the_tail)
 					cr_assert_eq(kv_reg_get(r, e.key, klen,
 					                 &got),
 					    0);
-					cr_assert(got.start_time ==
-					        e.start_time &&
-					    got.reg_time_ns == e.reg_time_ns &&
-					    got.epoch == e.epoch &&
-					    got.pid == 9 && got.owner == 11 &&
-					    got.incarnation == e.incarnation &&
-					    got.node == e.node &&
-					    got.flags == e.flags,
+					snprintf(what, sizeof(what),
 					    "klen %zu vlen %zu kind %zu "
 					    "extra %zu",
 					    klen, vlens[v], kdlens[k], x);
-					cr_assert(got.keylen == klen &&
-					    !memcmp(got.key, e.key, klen) &&
-					    got.key[klen] == '\0');
-					cr_assert(got.valuelen == vlens[v] &&
-					    !memcmp(got.value, e.value,
-					        vlens[v]));
-					cr_assert_str_eq(got.kind, e.kind);
+					assert_same(&got, &e, what);
 					cr_assert_eq(kv_reg_unregister(r,
 					                 e.key, klen, 9),
 					    0);
@@ -1276,24 +1282,6 @@ fits_inline(const struct kv_entry *e)
 	    e->keylen + e->valuelen + strlen(e->kind) <= KV_SLOT_INLINE;
 }
 
-static void
-assert_same(const struct kv_entry *got, const struct kv_entry *e,
-    int step)
-{
-	cr_assert(got->start_time == e->start_time &&
-	    got->reg_time_ns == e->reg_time_ns && got->epoch == e->epoch &&
-	    got->pid == e->pid && got->owner == e->owner &&
-	    got->incarnation == e->incarnation && got->node == e->node &&
-	    got->flags == e->flags, "step %d: fixed fields", step);
-	cr_assert(got->keylen == e->keylen &&
-	    !memcmp(got->key, e->key, e->keylen) &&
-	    got->key[e->keylen] == '\0', "step %d: key", step);
-	cr_assert(got->valuelen == e->valuelen &&
-	    !memcmp(got->value, e->value, e->valuelen), "step %d: value",
-	    step);
-	cr_assert_str_eq(got->kind, e->kind, "step %d: kind", step);
-}
-
 /*
  * A replace may move an entry from its slot's line into its tail and back:
  * a longer value, an epoch, a node, a high flag, a long kind.  After each
@@ -1310,7 +1298,7 @@ Test(table, replace_moves_entries_between_inline_and_tail)
 	struct kv_reg *r = make(63, 64, 1, NULL);
 	kv_cell        cells[64];
 	struct kv_slot slots[64];
-	char           key[32];
+	char           key[32], what[32];
 	size_t         t;
 	int            i, step;
 
@@ -1377,12 +1365,13 @@ Test(table, replace_moves_entries_between_inline_and_tail)
 			memcpy(slots, r->slots, sizeof(slots));
 			cr_assert_eq(kv_reg_replace(r, old, &e), 0, "step %d",
 			    step);
+			snprintf(what, sizeof(what), "step %d", step);
 			cr_assert_eq(kv_reg_get(r, e.key, e.keylen, &got), 0);
-			assert_same(&got, &e, step);
+			assert_same(&got, &e, what);
 			cr_assert_eq(kv_reg_lookup(r, e.key, e.keylen,
 			                 &got),
 			    0);
-			assert_same(&got, &e, step);
+			assert_same(&got, &e, what);
 			ci = find_cell(r, e.key, e.keylen, &p, &idx);
 			cr_assert_eq(ci, old_ci, "step %d: the cell moved",
 			    step);
