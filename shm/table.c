@@ -390,28 +390,38 @@ lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
 }
 
 /*
- * Every attempt after a first one that failed: the counter was odd, or it
- * moved during the copy.  Kept out of read_entry() so that the one attempt
- * nearly every lookup makes is compiled with nothing else to hold.
+ * One attempt under the read protocol.  Returns false if the counter was
+ * odd or moved meanwhile, and *RC is then meaningless.
+ */
+READ_PATH bool
+read_attempt(const struct part *pt, uint64_t h, const char *key, size_t len,
+    struct kv_entry *out, bool published_only, int *rc)
+{
+	uint32_t s1 = __atomic_load_n(&pt->p->seq, __ATOMIC_ACQUIRE);
+
+	if (s1 & 1)
+		return false;
+	*rc = lookup_once(pt, h, key, len, out, published_only);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&pt->p->seq, __ATOMIC_RELAXED) == s1;
+}
+
+/*
+ * Every attempt after a first one that failed.  Kept out of read_entry()
+ * so that the one attempt nearly every lookup makes is compiled with
+ * nothing else to hold.
  */
 static __attribute__((noinline, cold)) int
 read_retry(const struct kv_reg *r, uint64_t h, const char *key, size_t len,
     struct kv_entry *out, bool published_only)
 {
-	struct part p = part_of(r, part_index(r, h)), *pt = &p;
+	struct part pt = part_of(r, part_index(r, h));
 	unsigned    attempt;
+	int         rc;
 
 	for (attempt = 0; attempt + 1 < READ_TRIES; attempt++) {
-		uint32_t s1;
-		int      rc;
-
 		cpu_relax(attempt);
-		s1 = __atomic_load_n(&pt->p->seq, __ATOMIC_ACQUIRE);
-		if (s1 & 1)
-			continue;
-		rc = lookup_once(pt, h, key, len, out, published_only);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&pt->p->seq, __ATOMIC_RELAXED) == s1)
+		if (read_attempt(&pt, h, key, len, out, published_only, &rc))
 			return rc;
 	}
 	return -EBUSY;
@@ -423,18 +433,12 @@ read_entry(const struct kv_reg *r, const char *key, size_t len,
 {
 	uint64_t    h = hash_key(r, key, len);
 	struct part pt = part_of(r, part_index(r, h));
-	uint32_t    s1;
 	int         rc;
 
 	if (!sync)
 		return lookup_once(&pt, h, key, len, out, published_only);
-	s1 = __atomic_load_n(&pt.p->seq, __ATOMIC_ACQUIRE);
-	if (!(s1 & 1)) {
-		rc = lookup_once(&pt, h, key, len, out, published_only);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&pt.p->seq, __ATOMIC_RELAXED) == s1)
-			return rc;
-	}
+	if (read_attempt(&pt, h, key, len, out, published_only, &rc))
+		return rc;
 	return read_retry(r, h, key, len, out, published_only);
 }
 
