@@ -228,45 +228,120 @@ slot_is(const struct part *pt, uint32_t idx, const char *key, size_t len)
 	    key_eq(key_at(pt, idx, len), key, len);
 }
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Byte i of kv_ones + 32 - n is 0xff for i < n and 0 up to i = 31. */
+static const unsigned char kv_ones[64] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255};
+
+/* Word X, the bytes AT to AT + 7 of a string, with those past LEN zeroed. */
+READ_PATH uint64_t
+masked_word(uint64_t x, size_t len, size_t at)
+{
+	uint64_t m;
+
+	memcpy(&m, kv_ones + 32 - len + at, 8);
+	return x & m;
+}
+
 /*
- * Copy slot IDX to OUT.  Every length the slot claims is bounded by its
- * bit width or clamped, and strings that would not fit in data[] are read
- * from the tail, so a torn slot yields garbage (discarded by the caller)
- * but no access outside the slot, its tail or the entry.  The bytes past
- * each string's length in OUT are unspecified.
- *
- * Strings held in data[], the usual case, go out as three stores of the
- * whole of data[], each placed so that one string lands where OUT wants
- * it: data[] at key[], at value[] minus the key's length, and at kind[]
- * minus the key's and the value's.  What the other bytes of each store
- * cover is the unspecified tail of key[] (whose 256 bytes leave room for
- * 32 before value[]), the tail of value[], and the fixed fields before
- * kind[] (32 bytes of them), which are written afterwards.
+ * Put the LEN bytes at OFF in D[32] at DST, and zeros after them up to
+ * DST[31] (so LEN < 32 is NUL-terminated).  OFF + LEN <= 32.  In registers:
+ * D as four little-endian words shifted right by OFF bytes, then masked, so
+ * that the stores go to DST whatever OFF and LEN are.
  */
 READ_PATH void
-slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
+inline_str_copy(char *dst, const char *d, size_t off, size_t len)
+{
+	uint64_t w0, w1, w2, w3, x0, x1, x2, x3;
+	unsigned b = (unsigned)(off & 7) * 8;
+
+	memcpy(&w0, d, 8);
+	memcpy(&w1, d + 8, 8);
+	memcpy(&w2, d + 16, 8);
+	memcpy(&w3, d + 24, 8);
+	if (off & 16) {
+		w0 = w2;
+		w1 = w3;
+		w2 = w3 = 0;
+	}
+	if (off & 8) {
+		w0 = w1;
+		w1 = w2;
+		w2 = w3;
+		w3 = 0;
+	}
+	/* (w << 1) << (63 - b) is w << (64 - b), and 0 for b = 0. */
+	x0 = masked_word(w0 >> b | (w1 << 1) << (63 - b), len, 0);
+	x1 = masked_word(w1 >> b | (w2 << 1) << (63 - b), len, 8);
+	x2 = masked_word(w2 >> b | (w3 << 1) << (63 - b), len, 16);
+	x3 = masked_word(w3 >> b, len, 24);
+	memcpy(dst, &x0, 8);
+	memcpy(dst + 8, &x1, 8);
+	memcpy(dst + 16, &x2, 8);
+	memcpy(dst + 24, &x3, 8);
+}
+#else
+/* As above, for a machine whose words are not little-endian. */
+READ_PATH void
+inline_str_copy(char *dst, const char *d, size_t off, size_t len)
+{
+	memset(dst, 0, KV_SLOT_INLINE);
+	memcpy(dst, d + off, len);
+}
+#endif
+
+/*
+ * Are the strings of a slot with shape word W, and a key of KLEN bytes, all
+ * in data[]?
+ */
+READ_PATH bool
+shape_inline(uint32_t w, size_t klen)
+{
+	return !(w & KV_SHAPE_TAIL) &&
+	    klen + KV_SHAPE_VALUELEN(w) + KV_SHAPE_KINDLEN(w) <= KV_SLOT_INLINE;
+}
+
+/*
+ * Copy slot IDX, whose key is KLEN bytes long, to OUT.  KLEN is what the
+ * caller knows: the length of the key a lookup matched (the slot's own,
+ * unless the slot is changing under a lock-free reader, whose copy is then
+ * thrown away), or the slot's own when nothing else is known.  Every
+ * length the slot claims is bounded by its bit width or clamped, and
+ * strings that would not fit in data[] are read from the tail, so a torn
+ * slot yields garbage (discarded by the caller) but no access outside the
+ * slot, its tail or the entry.  The bytes past each string's length in
+ * OUT are unspecified.
+ *
+ * Strings held in data[], the usual case, go out with stores whose
+ * addresses depend on KLEN only, never on what the slot says: the lookup
+ * after this one need not wait for this slot's cache line to know whether
+ * its loads read what these stores write.  The key is data[] stored at
+ * key[]; the value is data[] stored at value[] minus KLEN (the bytes before
+ * value[] are the unspecified tail of key[], whose 256 bytes leave room);
+ * the kind, which lies after the value, is shifted into place in registers.
+ */
+READ_PATH void
+slot_copy_out(const struct part *pt, uint32_t idx, size_t klen,
+    struct kv_entry *out)
 {
 	const struct kv_slot *s = &pt->slots[idx];
 	uint32_t              w = s->shape;
-	size_t klen = KV_SHAPE_KEYLEN(w), vlen = KV_SHAPE_VALUELEN(w),
-	       kdlen = KV_SHAPE_KINDLEN(w);
+	size_t vlen = KV_SHAPE_VALUELEN(w), kdlen = KV_SHAPE_KINDLEN(w);
 
-	_Static_assert(offsetof(struct kv_entry, kind) >= KV_SLOT_INLINE &&
-	        offsetof(struct kv_entry, key) + KV_SLOT_INLINE <=
-	            offsetof(struct kv_entry, value) - KV_SLOT_INLINE,
-	    "room for the shifted stores");
-	if (vlen > KV_VALUE_MAX)
-		vlen = KV_VALUE_MAX;
-	if (!(w & KV_SHAPE_TAIL) && klen + vlen + kdlen <= KV_SLOT_INLINE) {
-		char  *o = (char *)out;
-		char   d[KV_SLOT_INLINE];
+	_Static_assert(offsetof(struct kv_entry, key) + KV_SLOT_INLINE <=
+	        offsetof(struct kv_entry, value) - KV_SLOT_INLINE,
+	    "room for the value's shifted store");
+	_Static_assert(sizeof(out->kind) == KV_SLOT_INLINE, "kind is 32 bytes");
+	if (shape_inline(w, klen)) {
+		char d[KV_SLOT_INLINE];
 
 		memcpy(d, s->data, KV_SLOT_INLINE);
-		memcpy(o + offsetof(struct kv_entry, kind) - klen - vlen, d,
-		    KV_SLOT_INLINE);
-		memcpy(o + offsetof(struct kv_entry, value) - klen, d,
-		    KV_SLOT_INLINE);
 		memcpy(out->key, d, KV_SLOT_INLINE);
+		memcpy((char *)out + offsetof(struct kv_entry, value) - klen, d,
+		    KV_SLOT_INLINE);
+		inline_str_copy(out->kind, d, klen + vlen, kdlen);
 		out->epoch = 0;
 		out->node = 0;
 		out->flags = KV_SHAPE_FLAGS(w);
@@ -281,9 +356,12 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 		 * it: the tail's copy should be the same, but only the bytes
 		 * compared are known to be the key asked for.
 		 */
+		if (vlen > KV_VALUE_MAX)
+			vlen = KV_VALUE_MAX;
 		memcpy(out->key, key_at(pt, idx, klen), klen);
 		memcpy(out->value, t->data + klen, vlen);
 		memcpy(out->kind, t->data + klen + vlen, kdlen);
+		out->kind[kdlen] = '\0';
 	}
 	memcpy(&out->start_time, &s->start_time, 16); /* and reg_time_ns */
 	out->pid = s->pid;
@@ -292,7 +370,6 @@ slot_copy_out(const struct part *pt, uint32_t idx, struct kv_entry *out)
 	out->keylen = (uint16_t)klen;
 	out->valuelen = (uint16_t)vlen;
 	out->key[klen] = '\0';
-	out->kind[kdlen] = '\0';
 }
 
 /* Fill free slot IDX (and its tail if need be) with E. */
@@ -374,16 +451,26 @@ probe(const struct part *pt, uint64_t h, const char *key, size_t len,
  * so a torn read can give a wrong answer, which is discarded, but never an
  * access outside the mapping.
  */
-/* One probe and copy, unsynchronised; the caller validates. */
+/* lookup_once()'s answer when the entry is not in data[] (INLINE_ONLY). */
+#define READ_NOT_INLINE 1
+
+/*
+ * One probe and copy, unsynchronised; the caller validates.  With
+ * INLINE_ONLY, an entry whose strings are not all in data[] is left alone
+ * and READ_NOT_INLINE returned, so that the caller's copy of this function
+ * has no tail to handle.
+ */
 READ_PATH int
 lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
-    struct kv_entry *out, bool published_only)
+    struct kv_entry *out, bool published_only, bool inline_only)
 {
 	uint32_t idx;
 
 	if (probe(pt, h, key, len, NULL, &idx) < 0)
 		return -ENOENT;
-	slot_copy_out(pt, idx, out);
+	if (inline_only && !shape_inline(pt->slots[idx].shape, len))
+		return READ_NOT_INLINE;
+	slot_copy_out(pt, idx, len, out);
 	if (published_only && !(out->flags & KV_ENTRY_PUBLISHED))
 		return -ENOENT;
 	return 0;
@@ -395,58 +482,71 @@ lookup_once(const struct part *pt, uint64_t h, const char *key, size_t len,
  */
 READ_PATH bool
 read_attempt(const struct part *pt, uint64_t h, const char *key, size_t len,
-    struct kv_entry *out, bool published_only, int *rc)
+    struct kv_entry *out, bool published_only, bool inline_only, int *rc)
 {
 	uint32_t s1 = __atomic_load_n(&pt->p->seq, __ATOMIC_ACQUIRE);
 
 	if (s1 & 1)
 		return false;
-	*rc = lookup_once(pt, h, key, len, out, published_only);
+	*rc = lookup_once(pt, h, key, len, out, published_only, inline_only);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	return __atomic_load_n(&pt->p->seq, __ATOMIC_RELAXED) == s1;
 }
 
 /*
- * Every attempt after a first one that failed.  Kept out of read_entry()
- * so that the one attempt nearly every lookup makes is compiled with
- * nothing else to hold.
+ * The whole read protocol, for any key and entry: up to READ_TRIES
+ * attempts, then -EBUSY.
  */
-static __attribute__((noinline, cold)) int
-read_retry(const struct kv_reg *r, uint64_t h, const char *key, size_t len,
+static __attribute__((noinline)) int
+read_general(const struct kv_reg *r, uint64_t h, const char *key, size_t len,
     struct kv_entry *out, bool published_only)
 {
 	struct part pt = part_of(r, part_index(r, h));
 	unsigned    attempt;
 	int         rc;
 
-	for (attempt = 0; attempt + 1 < READ_TRIES; attempt++) {
-		cpu_relax(attempt);
-		if (read_attempt(&pt, h, key, len, out, published_only, &rc))
+	for (attempt = 0; attempt < READ_TRIES; attempt++) {
+		if (attempt > 0)
+			cpu_relax(attempt - 1);
+		if (read_attempt(&pt, h, key, len, out, published_only, false,
+		        &rc))
 			return rc;
 	}
 	return -EBUSY;
 }
 
+/*
+ * Most lookups are of a key short enough to live in data[], for an entry
+ * held there whole, in a partition no writer is inside: one attempt,
+ * compiled for that case alone, settles them.  Anything else, and any
+ * attempt that fails, goes to read_general().
+ */
 READ_PATH int
 read_entry(const struct kv_reg *r, const char *key, size_t len,
-    struct kv_entry *out, bool published_only, bool sync)
+    struct kv_entry *out, bool published_only)
 {
-	uint64_t    h = hash_key(r, key, len);
-	struct part pt = part_of(r, part_index(r, h));
-	int         rc;
+	uint64_t h = hash_key(r, key, len);
+	int      rc;
 
-	if (!sync)
-		return lookup_once(&pt, h, key, len, out, published_only);
-	if (read_attempt(&pt, h, key, len, out, published_only, &rc))
-		return rc;
-	return read_retry(r, h, key, len, out, published_only);
+	if (len <= KV_SLOT_INLINE) {
+		struct part pt = part_of(r, part_index(r, h));
+
+		if (read_attempt(&pt, h, key, len, out, published_only, true,
+		        &rc) &&
+		    rc != READ_NOT_INLINE)
+			return rc;
+	}
+	return read_general(r, h, key, len, out, published_only);
 }
 
 int
 kv_table_lookup_unsync(const struct kv_reg *r, const char *key, size_t len,
     struct kv_entry *out)
 {
-	return read_entry(r, key, len, out, true, false);
+	uint64_t    h = hash_key(r, key, len);
+	struct part pt = part_of(r, part_index(r, h));
+
+	return lookup_once(&pt, h, key, len, out, true, false);
 }
 
 /*
@@ -460,7 +560,7 @@ kv_reg_lookup(const struct kv_reg *r, const char *key, size_t len,
 {
 	if (len == 0 || len > KV_KEY_MAX)
 		return -EINVAL;
-	return read_entry(r, key, len, out, true, true);
+	return read_entry(r, key, len, out, true);
 }
 
 int
@@ -469,7 +569,7 @@ kv_reg_get(const struct kv_reg *r, const char *key, size_t len,
 {
 	if (len == 0 || len > KV_KEY_MAX)
 		return -EINVAL;
-	return read_entry(r, key, len, out, false, true);
+	return read_entry(r, key, len, out, false);
 }
 
 /* The writer's half of the read protocol (see above). */
@@ -746,7 +846,7 @@ insert_locked(const struct kv_reg *r, const struct part *pt, uint64_t h,
 	alloc_check(r, pt);
 	if (probe(pt, h, e->key, e->keylen, &hole, &idx0) >= 0) {
 		if (existing != NULL)
-			slot_copy_out(pt, idx0, existing);
+			slot_copy_out(pt, idx0, e->keylen, existing);
 		return -EEXIST;
 	}
 	/* An occupied hole: no empty cell, so the count was scribbled on. */
@@ -940,7 +1040,7 @@ modify(struct kv_reg *r, const char *key, size_t len, pid_t pid,
 
 	if ((i = lock_owned(r, key, len, pid, &pt, &h)) < 0)
 		return (int)i;
-	slot_copy_out(&pt, cell_slot(&pt, pt.cells[i]), &e);
+	slot_copy_out(&pt, cell_slot(&pt, pt.cells[i]), len, &e);
 	rc = edit(&e, arg);
 	if (rc == 0)
 		rc = swap_locked(&pt, h, (uint32_t)i, &e);
@@ -1019,7 +1119,7 @@ filter_match(const struct filter *f, const struct kv_entry *e)
 static int
 snap_part(const struct part *pt, const struct filter *f, struct snap *sn)
 {
-	uint32_t i;
+	uint32_t i, idx;
 
 	sn->n = 0;
 	for (i = 0; i <= pt->mask; i++) {
@@ -1037,7 +1137,9 @@ snap_part(const struct part *pt, const struct filter *f, struct snap *sn)
 			sn->v = v;
 			sn->cap = cap;
 		}
-		slot_copy_out(pt, cell_slot(pt, c), &sn->v[sn->n]);
+		idx = cell_slot(pt, c);
+		slot_copy_out(pt, idx, KV_SHAPE_KEYLEN(pt->slots[idx].shape),
+		    &sn->v[sn->n]);
 		if (filter_match(f, &sn->v[sn->n]))
 			sn->n++;
 	}

@@ -1203,6 +1203,64 @@ Test(table, every_field_round_trips_inline_and_in_the_tail)
 }
 
 /*
+ * A lookup copies the strings out of data[] by shifting whole words: every
+ * split of the inline bytes between key, value and kind, with every byte
+ * distinct, so that a string read from a byte too early or too late shows.
+ * The slots are reused throughout (each entry is removed before the next
+ * goes in), so stale bytes lie after the strings of most of them, and the
+ * kind must still end where its length says.
+ */
+Test(table, every_inline_split_copies_out_exactly)
+{
+	struct kv_reg  *r = make(16, 0, 0, NULL);
+	struct kv_entry e, got;
+	size_t          klen, vlen, kdlen, i;
+	char            what[64];
+	unsigned        n = 0;
+
+	for (klen = 1; klen <= KV_SLOT_INLINE; klen++)
+		for (vlen = 0; klen + vlen <= KV_SLOT_INLINE; vlen++)
+			for (kdlen = 0; kdlen <= KV_KIND_MAX &&
+			     klen + vlen + kdlen <= KV_SLOT_INLINE + 1;
+			     kdlen++) {
+				memset(&e, 0, sizeof(e));
+				for (i = 0; i < klen; i++)
+					e.key[i] = (char)('!' + (n + i) % 90);
+				for (i = 0; i < vlen; i++)
+					e.value[i] = (uint8_t)(0x80 + i);
+				for (i = 0; i < kdlen; i++)
+					e.kind[i] = (char)('A' + i);
+				e.keylen = (uint16_t)klen;
+				e.valuelen = (uint16_t)vlen;
+				e.pid = (pid_t)(100 + n % 1000);
+				e.owner = 1;
+				e.incarnation = n;
+				e.start_time = n * 3u;
+				e.reg_time_ns = 1 + n;
+				e.flags = KV_ENTRY_PUBLISHED | (n & 0x7e);
+				snprintf(what, sizeof(what),
+				    "klen %zu vlen %zu kind %zu", klen, vlen,
+				    kdlen);
+				cr_assert_eq(kv_reg_register(r, &e, NULL), 0,
+				    "%s", what);
+				memset(&got, 0x5a, sizeof(got));
+				cr_assert_eq(kv_reg_lookup(r, e.key, klen, &got),
+				    0, "%s", what);
+				assert_same(&got, &e, what);
+				memset(&got, 0x5a, sizeof(got));
+				cr_assert_eq(kv_reg_get(r, e.key, klen, &got), 0,
+				    "%s", what);
+				assert_same(&got, &e, what);
+				cr_assert_eq(kv_reg_unregister(r, e.key, klen,
+				                 e.pid),
+				    0, "%s", what);
+				n++;
+			}
+	cr_assert_eq(check(r), 0);
+	kv_reg_close(r);
+}
+
+/*
  * Strings of up to KV_SLOT_INLINE bytes live in the slot, longer ones in
  * its tail; an update may move an entry either way.  Every size round-trips.
  */
