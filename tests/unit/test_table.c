@@ -1567,6 +1567,92 @@ Test(table, small_partitions_survive_heavy_churn)
 	}
 }
 
+/* Key I of a colliding set: 24 bytes, I's 8 hex digits at byte POS. */
+static void
+collide_key(char key[25], uint32_t i, size_t pos)
+{
+	char hex[9];
+
+	memcpy(key, "filler:-keyvisor-:filler", 24);
+	snprintf(hex, sizeof(hex), "%08x", i);
+	memcpy(key + pos, hex, 8);
+	key[24] = '\0';
+}
+
+struct sig {
+	uint64_t sig;
+	uint32_t i;
+};
+
+static int
+sig_cmp(const void *a, const void *b)
+{
+	const struct sig *x = a, *y = b;
+
+	return x->sig < y->sig ? -1 : x->sig > y->sig;
+}
+
+/*
+ * Two keys of the same length whose cells carry the same tag and that have
+ * the same home cell differ only in their bytes: the slot's key comparison
+ * alone tells them apart.  For keys that differ only in their first, middle
+ * or last 8 bytes, found by hashing 2^18 keys under the segment's seed, the
+ * second key is absent while the first is registered, and then registers
+ * beside it; each is found as itself.
+ */
+Test(table, keys_alike_in_tag_and_home_are_told_apart_by_their_bytes)
+{
+	enum { N = 1 << 18 };
+	static const size_t poss[] = {0, 8, 16};
+	struct sig         *v = malloc(N * sizeof(*v));
+	size_t              p, i;
+
+	cr_assert_not_null(v);
+	for (p = 0; p < sizeof(poss) / sizeof(poss[0]); p++) {
+		struct kv_reg  *r = make(8, 16, 1, NULL);
+		struct kv_entry a, b, got;
+		char            ka[25], kb[25];
+		bool            found = false;
+
+		for (i = 0; i < N; i++) {
+			uint64_t h;
+
+			collide_key(ka, (uint32_t)i, poss[p]);
+			h = kv_siphash64(r->seed, ka, 24);
+			v[i].sig = (uint64_t)((kv_cell)(h >> 32) << r->cshift)
+			        << 32 |
+			    (h & (r->pslots - 1));
+			v[i].i = (uint32_t)i;
+		}
+		qsort(v, N, sizeof(*v), sig_cmp);
+		for (i = 1; i < N && !found; i++)
+			found = v[i].sig == v[i - 1].sig;
+		cr_assert(found, "no two of %d keys alike (bytes %zu)", N,
+		    poss[p]);
+		collide_key(ka, v[i - 2].i, poss[p]);
+		collide_key(kb, v[i - 1].i, poss[p]);
+		a = entry(ka, 100);
+		b = entry(kb, 200);
+		cr_assert_eq(kv_reg_register(r, &a, NULL), 0);
+		cr_assert_eq(kv_reg_lookup(r, kb, 24, &got), -ENOENT,
+		    "%s found as %s", kb, got.key);
+		cr_assert_eq(kv_reg_get(r, kb, 24, &got), -ENOENT);
+		cr_assert_eq(kv_reg_register(r, &b, &got), 0, "%s taken by %s",
+		    kb, got.key);
+		cr_assert_eq(kv_reg_lookup(r, ka, 24, &got), 0);
+		cr_assert_eq(got.pid, 100);
+		cr_assert_eq(kv_reg_lookup(r, kb, 24, &got), 0);
+		cr_assert_eq(got.pid, 200);
+		cr_assert_eq(kv_reg_unregister(r, ka, 24, 100), 0);
+		cr_assert_eq(kv_reg_lookup(r, kb, 24, &got), 0);
+		cr_assert_eq(got.pid, 200);
+		cr_assert_eq(kv_reg_lookup(r, ka, 24, &got), -ENOENT);
+		cr_assert_eq(check(r), 1);
+		kv_reg_close(r);
+	}
+	free(v);
+}
+
 /*
  * One partition of 64 cells filled to its limit: most keys' cells cannot
  * sit at their home, which another key's cell holds, and every such key
