@@ -49,9 +49,10 @@ void (*kv_table_crashpoint)(int point);
 #define READ_YIELD_AFTER 8
 
 /*
- * The read path (read_entry() and what it calls) is compiled as one
- * function, with the partition's geometry in registers: a hit spends its
- * time on the cache lines it needs, not on calls and reloads.
+ * The read path's common case (read_entry() and what it calls, but for
+ * read_general()) is compiled as one function, with the partition's
+ * geometry in registers: a hit spends its time on the cache lines it
+ * needs, not on calls and reloads.
  */
 #define READ_PATH static inline __attribute__((always_inline))
 
