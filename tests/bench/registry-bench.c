@@ -16,6 +16,10 @@
  * miss, then again), so that their ratios compare the same moments of
  * the host.
  *
+ * lookup_hit_50_uuid is lookup_hit_50 with keys of 36 bytes (UUIDs as
+ * text) in a registry of their own: too long for a slot's line, so that
+ * every hit also reads the slot's tail.
+ *
  * plain_hit_50 is the floor this machine sets at the moment of the run:
  * the same keys in a private table of the same 65,536 slots, one 64-byte
  * cache line each, found by SipHash-2-4 and linear probing, with no
@@ -54,6 +58,10 @@ struct shared {
 
 static char   keys[KEYS_MAX][16];
 static size_t keylens[KEYS_MAX];
+/* Keys of 36 bytes, too long for a slot's line: UUIDs, as text. */
+#define NUUIDS (NSLOTS / 2)
+static char   uuids[NUUIDS][40];
+static size_t uuidlens[NUUIDS];
 #define ROUNDS_MAX 64
 #define FIGS_MAX   8 /* measured together */
 
@@ -139,55 +147,97 @@ torn(const struct kv_entry *e, const char *key, size_t len)
 	    v[1] != ~v[0];
 }
 
+/* A registry of P's geometry in a memfd of its own. */
+static struct kv_reg *
+new_registry(const struct kv_reg_params *p)
+{
+	struct kv_reg *r;
+	int            fd = memfd_create("registry-bench", MFD_CLOEXEC);
+	int            rc = fd < 0 ? -errno : kv_reg_create_fd(fd, p, &r);
+
+	if (rc < 0) {
+		fprintf(stderr, "registry-bench: %s\n", kv_reg_strerror(rc));
+		exit(1);
+	}
+	close(fd);
+	return r;
+}
+
+/* Register keys [FROM, TO) of keys[], or of uuids[]. */
 static void
-fill(struct kv_reg *r, size_t from, size_t to)
+fill(struct kv_reg *r, size_t from, size_t to, bool uuid)
 {
 	size_t i;
 
 	for (i = from; i < to; i++) {
-		struct kv_entry e = entry(keys[i], keylens[i], (pid_t)i + 2);
+		const char     *key = uuid ? uuids[i] : keys[i];
+		struct kv_entry e = entry(key, uuid ? uuidlens[i] : keylens[i],
+		    (pid_t)i + 2);
 		int             rc = kv_reg_register(r, &e, NULL);
 
 		if (rc < 0) {
-			fprintf(stderr, "registry-bench: register %s: %s\n",
-			    keys[i], kv_reg_strerror(rc));
+			fprintf(stderr, "registry-bench: register %s: %s\n", key,
+			    kv_reg_strerror(rc));
 			exit(1);
 		}
 	}
 }
 
 /*
- * In a child pinned to the last CPU: look up keys [lo, hi) in a scrambled
- * order for the configured time.  Writes lookups/s and torn reads to FD.
+ * Look up keys [lo, hi) of the set at BASE (rows of STRIDE bytes, lengths
+ * in LENS) in a scrambled order for the configured time; returns lookups a
+ * second and adds torn reads to *BAD.  Inlined into reader() once per key
+ * set, so that each copy indexes its rows with a constant stride.
  */
-static void
-reader(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi, int fd)
+static inline __attribute__((always_inline)) double
+lookups(const struct kv_reg *r, lookup_fn fn, const char *base,
+    size_t stride, const size_t *lens, size_t lo, size_t hi, uint64_t *bad)
 {
 	struct kv_entry e;
-	uint64_t        n = 0, bad = 0, sum = 0;
+	uint64_t        n = 0, sum = 0;
 	double          t0, t;
 	size_t          span = hi - lo, i = 0;
-	double          out[2];
 
-	pin(-1);
 	t0 = now_s();
 	do {
 		int k;
 
 		for (k = 0; k < 4096; k++) {
-			size_t j = lo + (i * 2654435761u) % span;
+			size_t      j = lo + (i * 2654435761u) % span;
+			const char *key = base + j * stride;
 
-			if (fn(r, keys[j], keylens[j], &e) == 0) {
+			if (fn(r, key, lens[j], &e) == 0) {
 				sum += (uint64_t)e.pid;
-				bad += torn(&e, keys[j], keylens[j]);
+				*bad += torn(&e, key, lens[j]);
 			}
 			i++;
 		}
 		n += 4096;
 		t = now_s() - t0;
 	} while (t < seconds);
-	out[0] = (double)n / t;
-	out[1] = (double)bad + (double)(sum == 42); /* keep sum alive */
+	*bad += sum == 42; /* keep sum alive */
+	return (double)n / t;
+}
+
+/*
+ * In a child pinned to the last CPU: look up keys [lo, hi) of the short
+ * keys, or of the UUIDs.  Writes lookups/s and torn reads to FD.
+ */
+static void
+reader(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi,
+    bool uuid, int fd)
+{
+	uint64_t bad = 0;
+	double   out[2];
+
+	pin(-1);
+	if (uuid)
+		out[0] = lookups(r, fn, uuids[0], sizeof(uuids[0]), uuidlens,
+		    lo, hi, &bad);
+	else
+		out[0] = lookups(r, fn, keys[0], sizeof(keys[0]), keylens, lo,
+		    hi, &bad);
+	out[1] = (double)bad;
 	if (write(fd, out, sizeof(out)) != sizeof(out))
 		_exit(1);
 	_exit(0);
@@ -195,7 +245,7 @@ reader(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi, int fd)
 
 static double
 measure_once(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi,
-    double *torn_out)
+    bool uuid, double *torn_out)
 {
 	double out[2] = {0, 0};
 	int    p[2], st;
@@ -206,7 +256,7 @@ measure_once(const struct kv_reg *r, lookup_fn fn, size_t lo, size_t hi,
 	pid = fork();
 	if (pid == 0) {
 		close(p[0]);
-		reader(r, fn, lo, hi, p[1]);
+		reader(r, fn, lo, hi, uuid, p[1]);
 	}
 	close(p[1]);
 	if (read(p[0], out, sizeof(out)) != sizeof(out))
@@ -223,6 +273,7 @@ struct figure {
 	const char *name;
 	lookup_fn   fn;
 	size_t      lo, hi; /* the keys looked up */
+	bool        uuid;   /* in uuids[], not keys[] */
 	double     *torn;   /* where to add torn reads; NULL: not checked */
 	double      best;   /* Mlookups/s, the best round */
 };
@@ -245,7 +296,7 @@ measure(const struct kv_reg *r, struct figure *fig, size_t n)
 	for (i = 0; i < rounds; i++)
 		for (f = 0; f < n; f++)
 			x[i][f] = measure_once(r, fig[f].fn, fig[f].lo,
-			    fig[f].hi, fig[f].torn);
+			    fig[f].hi, fig[f].uuid, fig[f].torn);
 	for (f = 0; f < n; f++) {
 		fig[f].best = 0;
 		printf("# %s rounds:", fig[f].name);
@@ -261,9 +312,9 @@ measure(const struct kv_reg *r, struct figure *fig, size_t n)
 /* One figure measured alone: its best round. */
 static double
 measure1(const char *name, const struct kv_reg *r, lookup_fn fn, size_t lo,
-    size_t hi, double *torn_out)
+    size_t hi, bool uuid, double *torn_out)
 {
-	struct figure f = {name, fn, lo, hi, torn_out, 0};
+	struct figure f = {name, fn, lo, hi, uuid, torn_out, 0};
 
 	measure(r, &f, 1);
 	return f.best;
@@ -391,7 +442,6 @@ main(int argc, char **argv)
 	size_t               half = NSLOTS / 2, most = NSLOTS * 9 / 10, i;
 	double               t = 0, t_churn = 0;
 	pid_t                w;
-	int                  fd, rc;
 
 	if (argc > 1)
 		seconds = atof(argv[1]) > 0 ? atof(argv[1]) : seconds;
@@ -402,24 +452,23 @@ main(int argc, char **argv)
 	for (i = 0; i < KEYS_MAX; i++)
 		keylens[i] = (size_t)snprintf(keys[i], sizeof(keys[i]),
 		    "user:%zu", i * 7919 % 1000003);
-	fd = memfd_create("registry-bench", MFD_CLOEXEC);
-	rc = fd < 0 ? -errno : kv_reg_create_fd(fd, &p, &r);
-	if (rc < 0) {
-		fprintf(stderr, "registry-bench: %s\n", kv_reg_strerror(rc));
-		return 1;
-	}
+	for (i = 0; i < NUUIDS; i++)
+		uuidlens[i] = (size_t)snprintf(uuids[i], sizeof(uuids[i]),
+		    "%08zx-e29b-41d4-a716-446655440000", i * 7919 % 1000003);
+	r = new_registry(&p);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	fill(r, 0, half);
+	fill(r, 0, half, false);
 	plain_fill(0, half);
 	{
 		struct figure f50[] = {
-		    {"lookup_hit_50", sync_lookup, 0, half, &t, 0},
-		    {"lookup_miss_50", sync_lookup, half, most, &t, 0},
-		    {"raw_hit_50", kv_table_lookup_unsync, 0, half, NULL, 0},
-		    {"plain_hit_50", plain_lookup, 0, half, NULL, 0},
-		    {"raw_miss_50", kv_table_lookup_unsync, half, most, NULL,
+		    {"lookup_hit_50", sync_lookup, 0, half, false, &t, 0},
+		    {"lookup_miss_50", sync_lookup, half, most, false, &t, 0},
+		    {"raw_hit_50", kv_table_lookup_unsync, 0, half, false, NULL,
 		        0},
+		    {"plain_hit_50", plain_lookup, 0, half, false, NULL, 0},
+		    {"raw_miss_50", kv_table_lookup_unsync, half, most, false,
+		        NULL, 0},
 		};
 
 		measure(r, f50, sizeof(f50) / sizeof(f50[0]));
@@ -434,11 +483,21 @@ main(int argc, char **argv)
 		printf("raw_miss_50 %.2f Mlookups/s\n", f50[4].best);
 	}
 	free(plain);
-	fill(r, half, most);
+	{
+		struct kv_reg *ru = new_registry(&p);
+
+		fill(ru, 0, half, true);
+		printf("lookup_hit_50_uuid %.2f Mlookups/s\n",
+		    measure1("lookup_hit_50_uuid", ru, sync_lookup, 0, half, true,
+		        &t));
+		kv_reg_close(ru);
+	}
+	fill(r, half, most, false);
 	printf("lookup_hit_90 %.2f Mlookups/s\n",
-	    measure1("lookup_hit_90", r, sync_lookup, 0, most, &t));
+	    measure1("lookup_hit_90", r, sync_lookup, 0, most, false, &t));
 	printf("lookup_miss_90 %.2f Mlookups/s\n",
-	    measure1("lookup_miss_90", r, sync_lookup, most, KEYS_MAX, &t));
+	    measure1("lookup_miss_90", r, sync_lookup, most, KEYS_MAX, false,
+	        &t));
 	for (i = half; i < most; i++)
 		kv_reg_unregister(r, keys[i], keylens[i], (pid_t)i + 2);
 	/*
@@ -449,7 +508,7 @@ main(int argc, char **argv)
 		kv_reg_unregister(r, keys[i], keylens[i], (pid_t)i + 2);
 	w = churn(r, sh, half - NCHURN);
 	printf("lookup_hit_50_churn %.2f Mlookups/s\n",
-	    measure1("lookup_hit_50_churn", r, sync_lookup, 0, half,
+	    measure1("lookup_hit_50_churn", r, sync_lookup, 0, half, false,
 	        &t_churn));
 	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
 	waitpid(w, NULL, 0);
