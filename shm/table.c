@@ -256,9 +256,11 @@ masked_word(uint64_t x, size_t len, size_t at)
 
 /*
  * Put the LEN bytes at OFF in D[32] at DST, and zeros after them up to
- * DST[31] (so LEN < 32 is NUL-terminated).  OFF + LEN <= 32.  In registers:
- * D as four little-endian words shifted right by OFF bytes, then masked, so
- * that the stores go to DST whatever OFF and LEN are.
+ * DST[31], or up to DST[7] for LEN under 8 (so LEN < 32 is NUL-terminated).
+ * OFF + LEN <= 32.  In registers, so that the stores go to DST whatever OFF
+ * and LEN are: D as four little-endian words shifted right by OFF bytes,
+ * then masked.  Under 8 bytes (most kinds) one word does: the 8 bytes at
+ * OFF, or the last 8 of D when OFF is past 24, shifted and masked.
  */
 READ_PATH void
 inline_str_copy(char *dst, const char *d, size_t off, size_t len)
@@ -266,6 +268,17 @@ inline_str_copy(char *dst, const char *d, size_t off, size_t len)
 	uint64_t w0, w1, w2, w3, x0, x1, x2, x3;
 	unsigned b = (unsigned)(off & 7) * 8;
 
+	if (len < 8) {
+		size_t p = off < 24 ? off : 24;
+
+		x0 = 0;
+		if (len > 0) {
+			memcpy(&x0, d + p, 8);
+			x0 = masked_word(x0 >> (off - p) * 8, len, 0);
+		}
+		memcpy(dst, &x0, 8);
+		return;
+	}
 	memcpy(&w0, d, 8);
 	memcpy(&w1, d + 8, 8);
 	memcpy(&w2, d + 16, 8);
@@ -350,7 +363,7 @@ slot_copy_out(const struct part *pt, uint32_t idx, size_t klen,
 		memcpy(out->key, d, KV_SLOT_INLINE);
 		memcpy((char *)out + offsetof(struct kv_entry, value) - klen, d,
 		    KV_SLOT_INLINE);
-		inline_str_copy(out->kind, d, klen + vlen, kdlen);
+		inline_str_copy(out->kind, s->data, klen + vlen, kdlen);
 		out->epoch = 0;
 		out->node = 0;
 		out->flags = KV_SHAPE_FLAGS(w);
