@@ -197,7 +197,7 @@ word_diff(const char *a, const char *b, size_t i)
  * word that ends at LEN and every whole word between, or-ed together and
  * tested once: the keys compared here have matched 32 bits of hash and are
  * nearly always equal, so nothing is gained by stopping early, and a key of
- * 16 bytes or less costs four loads and one branch.  Both buffers hold at
+ * 8 to 16 bytes costs four loads and a test.  Both buffers hold at
  * least LEN bytes.  Under 8 bytes, two overlapping 4-byte words cover 4 to
  * 7, and bytes 0, LEN / 2 and LEN - 1 cover 1 to 3.
  */
