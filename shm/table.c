@@ -96,6 +96,13 @@ part_index(const struct kv_reg *r, uint64_t h)
 	return KV_PART_INDEX(h, r->pshift);
 }
 
+/* The partition a key of hash H belongs to. */
+READ_PATH struct part
+part_of_hash(const struct kv_reg *r, uint64_t h)
+{
+	return part_of(r, part_index(r, h));
+}
+
 /* A cell's tag bits for hash H: what cells of this key have above the index. */
 READ_PATH kv_cell
 cell_tag(const struct part *pt, uint64_t h)
@@ -523,7 +530,7 @@ static __attribute__((noinline)) int
 read_general(const struct kv_reg *r, uint64_t h, const char *key, size_t len,
     struct kv_entry *out, bool published_only)
 {
-	struct part pt = part_of(r, part_index(r, h));
+	struct part pt = part_of_hash(r, h);
 	unsigned    attempt;
 	int         rc;
 
@@ -551,7 +558,7 @@ read_entry(const struct kv_reg *r, const char *key, size_t len,
 	int      rc;
 
 	if (len <= KV_SLOT_INLINE) {
-		struct part pt = part_of(r, part_index(r, h));
+		struct part pt = part_of_hash(r, h);
 
 		if (read_attempt(&pt, h, key, len, out, published_only, true,
 		        &rc) &&
@@ -566,7 +573,7 @@ kv_table_lookup_unsync(const struct kv_reg *r, const char *key, size_t len,
     struct kv_entry *out)
 {
 	uint64_t    h = hash_key(r, key, len);
-	struct part pt = part_of(r, part_index(r, h));
+	struct part pt = part_of_hash(r, h);
 
 	return lookup_once(&pt, h, key, len, out, true, false);
 }
@@ -904,7 +911,7 @@ kv_reg_register(struct kv_reg *r, const struct kv_entry *e,
 	if (rc < 0)
 		return rc;
 	h = hash_key(r, e->key, e->keylen);
-	pt = part_of(r, part_index(r, h));
+	pt = part_of_hash(r, h);
 	rc = part_lock(r, &pt);
 	if (rc < 0)
 		return rc;
@@ -982,7 +989,7 @@ lock_owned(struct kv_reg *r, const char *key, size_t len, pid_t pid,
 	if (kv_key_check(key, len) != NULL)
 		return -EINVAL;
 	*hp = hash_key(r, key, len);
-	*pt = part_of(r, part_index(r, *hp));
+	*pt = part_of_hash(r, *hp);
 	if ((rc = part_lock(r, pt)) < 0)
 		return rc;
 	alloc_check(r, pt);
