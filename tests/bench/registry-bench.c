@@ -277,7 +277,7 @@ struct figure {
 	lookup_fn   fn;
 	size_t      lo, hi; /* the keys looked up */
 	bool        uuid;   /* in uuids[], not keys[] */
-	double     *torn;   /* where to add torn reads; NULL: not checked */
+	double     *torn;   /* where to count torn reads; NULL: not counted */
 	double      best;   /* Mlookups/s, the best round */
 };
 
